@@ -1,0 +1,240 @@
+//! Command-line flags (clap derive). Every flag has an environment variable; values that need
+//! checking are parsed into validated types here, so a bad flag fails start-up naming itself.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{
+    parse_duration, ChatMetrics, ListenAddress, LogFormat, PageSize, TelemetryPath,
+};
+
+/// Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business conversations.
+#[derive(Debug, Parser)]
+#[command(name = "linq-exporter", version, about, long_about = None)]
+pub struct Cli {
+    /// Optional subcommand; without one the exporter runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Base URL of the Linq partner API (paths add /v3/...).
+    #[arg(
+        long = "linq.base-url",
+        env = "LINQ_API_V3_BASE_URL",
+        default_value = "https://api.linqapp.com/api/partner"
+    )]
+    pub base_url: String,
+
+    /// Linq API key. Prefer --linq.api-key-file in production.
+    #[arg(
+        long = "linq.api-key",
+        env = "LINQ_API_V3_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    /// File holding the Linq API key; re-read at every sweep so a rotated secret needs no restart.
+    #[arg(long = "linq.api-key-file", env = "LINQ_API_V3_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
+
+    /// Time between sweeps (e.g. 30s, 5m).
+    #[arg(long = "linq.poll-interval", env = "LINQ_EXPORTER_POLL_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Phone number (E.164) to walk with the `from` filter; repeatable. Without it, one unfiltered walk.
+    #[arg(long = "linq.from", env = "LINQ_EXPORTER_FROM", value_delimiter = ',')]
+    pub from: Vec<String>,
+
+    /// Chats per page (1..=100).
+    #[arg(
+        long = "linq.page-size",
+        env = "LINQ_EXPORTER_PAGE_SIZE",
+        default_value = "100"
+    )]
+    pub page_size: PageSize,
+
+    /// Bound on every API request, from send to the last byte of the body.
+    #[arg(long = "linq.request-timeout", env = "LINQ_EXPORTER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Bound on establishing a connection to the API.
+    #[arg(long = "linq.connect-timeout", env = "LINQ_EXPORTER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Deadline for a whole sweep. Default: the poll interval, at most 10m.
+    #[arg(long = "linq.sweep-timeout", env = "LINQ_EXPORTER_SWEEP_TIMEOUT", value_parser = parse_duration)]
+    pub sweep_timeout: Option<Duration>,
+
+    /// Retries per request for 408, 409, 429, 5xx, timeouts and connection errors.
+    #[arg(
+        long = "linq.max-retries",
+        env = "LINQ_EXPORTER_MAX_RETRIES",
+        default_value_t = 3
+    )]
+    pub max_retries: u32,
+
+    /// Base of the exponential retry backoff (full jitter).
+    #[arg(long = "linq.retry-backoff", env = "LINQ_EXPORTER_RETRY_BACKOFF", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Cap on a single retry wait, including a server's Retry-After.
+    #[arg(long = "linq.retry-max-backoff", env = "LINQ_EXPORTER_RETRY_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Walks (one per --linq.from number) in flight at once.
+    #[arg(
+        long = "linq.concurrency",
+        env = "LINQ_EXPORTER_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub concurrency: usize,
+
+    /// Client-side limit on API requests per second across all walks (default: off).
+    #[arg(
+        long = "linq.max-requests-per-second",
+        env = "LINQ_EXPORTER_MAX_REQUESTS_PER_SECOND"
+    )]
+    pub max_requests_per_second: Option<f64>,
+
+    /// Delay the first sweep by a random time up to this, so a fleet restarted together spreads out.
+    #[arg(long = "linq.startup-jitter", env = "LINQ_EXPORTER_STARTUP_JITTER", default_value = "0s", value_parser = parse_duration)]
+    pub startup_jitter: Duration,
+
+    /// Which chats get per-chat series: all, unhealthy or none. Aggregates always cover every chat.
+    #[arg(
+        long = "linq.chat-metrics",
+        env = "LINQ_EXPORTER_CHAT_METRICS",
+        default_value = "all"
+    )]
+    pub chat_metrics: ChatMetrics,
+
+    /// With --linq.chat-metrics=unhealthy: a chat scoring below this is unhealthy.
+    #[arg(
+        long = "linq.unhealthy-score",
+        env = "LINQ_EXPORTER_UNHEALTHY_SCORE",
+        default_value_t = 50.0
+    )]
+    pub unhealthy_score: f64,
+
+    /// Hard cap on chats with per-chat series; the worst chats win. Default: unlimited.
+    #[arg(long = "linq.max-chat-series", env = "LINQ_EXPORTER_MAX_CHAT_SERIES")]
+    pub max_chat_series: Option<usize>,
+
+    /// Add a display_name label to linq_chat_info (off: display names are often customers' numbers).
+    #[arg(long = "linq.chat-display-name", env = "LINQ_EXPORTER_CHAT_DISPLAY_NAME", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub chat_display_name: bool,
+
+    /// Address to listen on, host:port or :port.
+    #[arg(
+        long = "web.listen-address",
+        env = "LINQ_EXPORTER_LISTEN_ADDRESS",
+        default_value = "0.0.0.0:10042"
+    )]
+    pub listen_address: ListenAddress,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "LINQ_EXPORTER_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: TelemetryPath,
+
+    /// /readyz turns 503 when the last good sweep is older than this. Default: 3 x poll interval.
+    #[arg(long = "web.ready-max-age", env = "LINQ_EXPORTER_READY_MAX_AGE", value_parser = parse_duration)]
+    pub ready_max_age: Option<Duration>,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(
+        long = "log.level",
+        env = "LINQ_EXPORTER_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+
+    /// Log format: text or json.
+    #[arg(
+        long = "log.format",
+        env = "LINQ_EXPORTER_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Run one sweep, print the exposition to stdout and exit (non-zero on failure).
+    #[arg(long = "once", env = "LINQ_EXPORTER_ONCE", default_value_t = false)]
+    pub once: bool,
+
+    /// Run against an embedded simulated Linq API; no key needed.
+    #[arg(long = "demo", env = "LINQ_EXPORTER_DEMO", default_value_t = false)]
+    pub demo: bool,
+
+    /// Demo: number of synthetic chats.
+    #[arg(
+        long = "demo.chats",
+        env = "LINQ_EXPORTER_DEMO_CHATS",
+        default_value_t = 3000
+    )]
+    pub demo_chats: usize,
+
+    /// Demo: fraction of requests answered with a transient 500.
+    #[arg(
+        long = "demo.error-rate",
+        env = "LINQ_EXPORTER_DEMO_ERROR_RATE",
+        default_value_t = 0.02
+    )]
+    pub demo_error_rate: f64,
+
+    /// Demo: fraction of requests answered with 429 and Retry-After: 1.
+    #[arg(
+        long = "demo.rate-limit-rate",
+        env = "LINQ_EXPORTER_DEMO_RATE_LIMIT_RATE",
+        default_value_t = 0.01
+    )]
+    pub demo_rate_limit_rate: f64,
+
+    /// Demo: fraction of pages answered slowly (see --demo.slow-delay).
+    #[arg(
+        long = "demo.slow-rate",
+        env = "LINQ_EXPORTER_DEMO_SLOW_RATE",
+        default_value_t = 0.02
+    )]
+    pub demo_slow_rate: f64,
+
+    /// Demo: delay of a slow page.
+    #[arg(long = "demo.slow-delay", env = "LINQ_EXPORTER_DEMO_SLOW_DELAY", default_value = "300ms", value_parser = parse_duration)]
+    pub demo_slow_delay: Duration,
+
+    /// Demo: fraction of pages answered with malformed JSON (fails that sweep with a decode error).
+    #[arg(
+        long = "demo.malformed-rate",
+        env = "LINQ_EXPORTER_DEMO_MALFORMED_RATE",
+        default_value_t = 0.0
+    )]
+    pub demo_malformed_rate: f64,
+
+    /// Demo: fraction of requests answered with 401 (fails that sweep, as a revoked key would).
+    #[arg(
+        long = "demo.unauthorized-rate",
+        env = "LINQ_EXPORTER_DEMO_UNAUTHORIZED_RATE",
+        default_value_t = 0.0
+    )]
+    pub demo_unauthorized_rate: f64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Query a running exporter's /healthz and exit 0 when healthy, 1 otherwise (for Docker HEALTHCHECK).
+    Healthcheck {
+        /// URL to probe.
+        #[arg(
+            long = "url",
+            env = "LINQ_EXPORTER_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:10042/healthz"
+        )]
+        url: String,
+        /// How long to wait for an answer.
+        #[arg(long = "timeout", default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}

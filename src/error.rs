@@ -1,0 +1,156 @@
+//! Typed errors at the API and sweep boundaries. Each variant maps to the `kind` label of the
+//! error counters, so what is logged and what is counted cannot disagree.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The `kind` label of `linq_api_errors_total` and `linq_poll_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The API answered with a non-success HTTP status.
+    Http,
+    /// A request, or a whole sweep, ran past its deadline.
+    Timeout,
+    /// Connecting failed, or the connection dropped mid-response.
+    Connect,
+    /// The body was not the expected JSON shape.
+    Decode,
+    /// The cursor chain repeated itself.
+    Pagination,
+    /// The API key file could not be read or was empty.
+    KeyFile,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Http => "http",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Pagination => "pagination",
+            ErrorKind::KeyFile => "key_file",
+        }
+    }
+
+    /// Every kind, for pre-initialising counters.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Http,
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Decode,
+        ErrorKind::Pagination,
+        ErrorKind::KeyFile,
+    ];
+}
+
+/// A failed API request (after any retries). Messages never contain the API key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Non-success status.
+    #[error("{endpoint}: HTTP {status}{}{}", code.map(|c| format!(", Linq error code {c}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Http {
+        /// Endpoint label, e.g. `/v3/chats`.
+        endpoint: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Linq error code from the body, if any.
+        code: Option<i64>,
+        /// Linq error message from the body, if any.
+        message: Option<String>,
+    },
+    /// The request timed out.
+    #[error("{endpoint}: request timed out after {timeout:?}")]
+    Timeout {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// The bound that was exceeded.
+        timeout: Duration,
+    },
+    /// Connecting failed or the connection dropped.
+    #[error("{endpoint}: connection failed: {reason}")]
+    Connect {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The body did not decode.
+    #[error("{endpoint}: response did not decode: {reason}")]
+    Decode {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    /// The error's kind label.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ApiError::Http { .. } => ErrorKind::Http,
+            ApiError::Timeout { .. } => ErrorKind::Timeout,
+            ApiError::Connect { .. } => ErrorKind::Connect,
+            ApiError::Decode { .. } => ErrorKind::Decode,
+        }
+    }
+
+    /// HTTP status, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Linq error code, when the body carried one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            ApiError::Http { code, .. } => *code,
+            _ => None,
+        }
+    }
+}
+
+/// Why a sweep failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SweepError {
+    /// A request failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The API handed back a cursor already seen in this walk.
+    #[error("pagination loop: cursor {cursor:?} repeated after {pages} pages of the walk {walk}")]
+    Pagination {
+        /// The walk (`all` or the `from` number).
+        walk: String,
+        /// The repeated cursor.
+        cursor: String,
+        /// Pages fetched in the walk before the repeat.
+        pages: u64,
+    },
+    /// The key file could not be used.
+    #[error("API key file {path:?}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the contents).
+        reason: String,
+    },
+    /// The sweep ran past its deadline.
+    #[error("sweep exceeded its deadline of {0:?}")]
+    Deadline(Duration),
+}
+
+impl SweepError {
+    /// The error's kind label.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SweepError::Api(e) => e.kind(),
+            SweepError::Pagination { .. } => ErrorKind::Pagination,
+            SweepError::KeyFile { .. } => ErrorKind::KeyFile,
+            SweepError::Deadline(_) => ErrorKind::Timeout,
+        }
+    }
+}

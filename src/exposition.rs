@@ -1,0 +1,415 @@
+//! Renders a [`Snapshot`] in the Prometheus text format (0.0.4), once per completed sweep, and
+//! keeps a gzip form of it that a scrape extends with the live self metrics without
+//! recompressing the snapshot: the cached part is a sync-flushed raw deflate stream, the live
+//! tail is a second deflate stream appended to it, and the CRC32s are combined, giving one
+//! ordinary gzip member that every client reads.
+
+use std::io::Write;
+
+use flate2::{Compress, Compression, FlushCompress};
+
+use crate::config::ChatMetrics;
+use crate::snapshot::{ChatRecord, Snapshot, SCORE_BUCKETS};
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How per-chat series are chosen and labelled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RenderOptions {
+    /// Which chats get per-chat series.
+    pub chat_metrics: ChatMetrics,
+    /// Threshold for `unhealthy`.
+    pub unhealthy_score: f64,
+    /// Cap on chats with per-chat series.
+    pub max_chat_series: Option<usize>,
+    /// Add `display_name` to `linq_chat_info`.
+    pub display_name: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            chat_metrics: ChatMetrics::All,
+            unhealthy_score: 50.0,
+            max_chat_series: None,
+            display_name: false,
+        }
+    }
+}
+
+/// A rendered snapshot: the plain bytes and the cached gzip prefix.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The exposition text of the snapshot metrics.
+    pub text: Vec<u8>,
+    /// gzip header plus the sync-flushed raw deflate of `text`.
+    gzip_prefix: Vec<u8>,
+    /// CRC32 state of `text`.
+    crc: crc32fast::Hasher,
+    /// Series in `text`.
+    pub series: usize,
+    /// Chats the cap left without per-chat series.
+    pub dropped: usize,
+}
+
+/// Escapes a label value: backslash, double quote and newline; everything else (unicode
+/// included) is written as is.
+pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
+    for b in value.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Writes a sample value the way Prometheus parses it.
+fn write_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+struct Writer {
+    out: Vec<u8>,
+    series: usize,
+}
+
+impl Writer {
+    fn header(&mut self, name: &str, help: &str) {
+        let _ = write!(self.out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+    }
+
+    /// One sample; `labels` are (name, value) pairs.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.extend_from_slice(name.as_bytes());
+        if !labels.is_empty() {
+            self.out.push(b'{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(k.as_bytes());
+                self.out.extend_from_slice(b"=\"");
+                escape_label_value(&mut self.out, v);
+                self.out.push(b'"');
+            }
+            self.out.push(b'}');
+        }
+        self.out.push(b' ');
+        write_f64(&mut self.out, value);
+        self.out.push(b'\n');
+        self.series += 1;
+    }
+}
+
+fn bool_label(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// Renders the snapshot's metrics.
+pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
+    let (chats, dropped) = snap.chats_for_series(
+        opts.chat_metrics,
+        opts.unhealthy_score,
+        opts.max_chat_series,
+    );
+    let mut w = Writer {
+        out: Vec::with_capacity(256 + chats.len() * 400 + snap.chat_counts.len() * 160),
+        series: 0,
+    };
+
+    per_chat(&mut w, &chats, opts);
+
+    w.header(
+        "linq_chats",
+        "Chats by number, service, group and archived state.",
+    );
+    for ((phone, service, group, archived), n) in &snap.chat_counts {
+        w.sample(
+            "linq_chats",
+            &[
+                ("phone_number", phone),
+                ("service", service),
+                ("is_group", bool_label(*group)),
+                ("is_archived", bool_label(*archived)),
+            ],
+            *n as f64,
+        );
+    }
+    w.header(
+        "linq_chat_participants",
+        "Chat participants other than the account's own handle, by number, handle service and status, across all chats.",
+    );
+    for ((phone, service, status), n) in &snap.participants {
+        w.sample(
+            "linq_chat_participants",
+            &[
+                ("phone_number", phone),
+                ("service", service),
+                ("status", status),
+            ],
+            *n as f64,
+        );
+    }
+    w.header(
+        "linq_chats_by_health_status",
+        "Chats carrying each health_status, by number.",
+    );
+    for ((phone, status), n) in &snap.by_status {
+        w.sample(
+            "linq_chats_by_health_status",
+            &[("phone_number", phone), ("status", status)],
+            *n as f64,
+        );
+    }
+    w.header(
+        "linq_chats_by_health_score",
+        "Scored chats with health_score at or below le (cumulative), by number.",
+    );
+    let mut le_buf = String::new();
+    for (phone, buckets) in &snap.score_buckets {
+        for (le, n) in SCORE_BUCKETS.iter().zip(buckets) {
+            le_buf.clear();
+            let _ = std::fmt::Write::write_fmt(&mut le_buf, format_args!("{le}"));
+            w.sample(
+                "linq_chats_by_health_score",
+                &[("phone_number", phone), ("le", &le_buf)],
+                *n as f64,
+            );
+        }
+    }
+
+    render_snapshot_parts(w.out, w.series, dropped)
+}
+
+fn render_snapshot_parts(text: Vec<u8>, series: usize, dropped: usize) -> Rendered {
+    let mut compress = Compress::new(Compression::fast(), false);
+    let mut gzip_prefix = Vec::with_capacity(text.len() / 6 + 64);
+    gzip_prefix.extend_from_slice(&GZIP_HEADER);
+    deflate_into(&mut compress, &text, &mut gzip_prefix, FlushCompress::Sync);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&text);
+    Rendered {
+        text,
+        gzip_prefix,
+        crc,
+        series,
+        dropped,
+    }
+}
+
+fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
+    w.header(
+        "linq_chat_health_score",
+        "health_score.score of each chat that has one (0-100, beta field).",
+    );
+    for c in chats {
+        if let Some(score) = c.score {
+            w.sample(
+                "linq_chat_health_score",
+                &[("chat_id", &c.id), ("phone_number", &c.phone_number)],
+                score,
+            );
+        }
+    }
+    w.header(
+        "linq_chat_health_status",
+        "1 for the current health_status.status of each chat that carries one.",
+    );
+    for c in chats {
+        if let Some(status) = &c.status {
+            w.sample(
+                "linq_chat_health_status",
+                &[
+                    ("chat_id", &c.id),
+                    ("phone_number", &c.phone_number),
+                    ("status", status),
+                ],
+                1.0,
+            );
+        }
+    }
+    w.header(
+        "linq_chat_health_updated_timestamp_seconds",
+        "Unix time of each chat's last health change (health_status.updated_at, else health_score.updated_at).",
+    );
+    for c in chats {
+        if let Some(t) = c.health_updated {
+            w.sample(
+                "linq_chat_health_updated_timestamp_seconds",
+                &[("chat_id", &c.id), ("phone_number", &c.phone_number)],
+                t as f64,
+            );
+        }
+    }
+    w.header("linq_chat_info", "1 per chat, with its descriptive labels.");
+    for c in chats {
+        let mut labels: Vec<(&str, &str)> = vec![
+            ("chat_id", &c.id),
+            ("phone_number", &c.phone_number),
+            ("service", &c.service),
+            ("is_group", bool_label(c.is_group)),
+            ("is_archived", bool_label(c.is_archived)),
+        ];
+        if opts.display_name {
+            labels.push(("display_name", c.display_name.as_deref().unwrap_or("")));
+        }
+        w.sample("linq_chat_info", &labels, 1.0);
+    }
+}
+
+/// gzip member header: magic, deflate, no flags, no mtime, no extra flags, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Compresses all of `input` into `out` with `flush`. zlib is done with a sync flush once it
+/// returns with output space to spare, and with a finish once it reports the stream's end.
+fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+    let finish = matches!(flush, FlushCompress::Finish);
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.len().max(4096));
+        }
+        let before = c.total_in();
+        let status = c.compress_vec(input, out, flush);
+        input = &input[(c.total_in() - before) as usize..];
+        match status {
+            Ok(flate2::Status::StreamEnd) => return,
+            Ok(_) if !finish && input.is_empty() && out.len() < out.capacity() => return,
+            Ok(_) => {}
+            // Only reachable on misuse of the stream; the text stays correct without gzip.
+            Err(_) => return,
+        }
+    }
+}
+
+impl Rendered {
+    /// An empty snapshot (before the first complete sweep): only the self metrics are served.
+    pub fn empty() -> Self {
+        render_snapshot_parts(Vec::new(), 0, 0)
+    }
+
+    /// The plain exposition of the snapshot followed by `tail`.
+    pub fn plain_with_tail(&self, tail: &[u8]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.text.len() + tail.len());
+        body.extend_from_slice(&self.text);
+        body.extend_from_slice(tail);
+        body
+    }
+
+    /// One gzip member holding the snapshot followed by `tail`; only `tail` is compressed here.
+    pub fn gzip_with_tail(&self, tail: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.gzip_prefix.len() + tail.len() / 3 + 64);
+        out.extend_from_slice(&self.gzip_prefix);
+        let mut compress = Compress::new(Compression::fast(), false);
+        deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
+        let mut crc = self.crc.clone();
+        let mut tail_crc = crc32fast::Hasher::new();
+        tail_crc.update(tail);
+        crc.combine(&tail_crc);
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        let size = (self.text.len() as u64 + tail.len() as u64) as u32;
+        out.extend_from_slice(&size.to_le_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::decode_chats_page;
+    use crate::snapshot::SnapshotBuilder;
+    use std::io::Read;
+
+    fn snapshot() -> Snapshot {
+        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+            .expect("fixture");
+        let mut b = SnapshotBuilder::new(true);
+        for c in &page.chats {
+            b.add_chat(0, None, c);
+        }
+        b.finish(&[])
+    }
+
+    #[test]
+    fn escapes_quotes_backslashes_newlines_keeps_unicode() {
+        let mut out = Vec::new();
+        escape_label_value(&mut out, "Ann \"the \\ boss\"\nO'Neil ✓");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "Ann \\\"the \\\\ boss\\\"\\nO'Neil ✓"
+        );
+    }
+
+    #[test]
+    fn display_name_label_is_opt_in_and_escaped() {
+        let s = snapshot();
+        let off = render_snapshot(&s, &RenderOptions::default());
+        assert!(!String::from_utf8_lossy(&off.text).contains("display_name"));
+        let on = render_snapshot(
+            &s,
+            &RenderOptions {
+                display_name: true,
+                ..Default::default()
+            },
+        );
+        let text = String::from_utf8(on.text).expect("utf8");
+        assert!(text.contains(
+            "linq_chat_info{chat_id=\"chat-3\",phone_number=\"+14155551234\",service=\"WhatsApp\",is_group=\"false\",is_archived=\"false\",display_name=\"Ann \\\"the \\\\ boss\\\"\\nO'Neil ✓\"} 1\n"
+        ), "{text}");
+    }
+
+    #[test]
+    fn series_count_matches_sample_lines() {
+        let r = render_snapshot(&snapshot(), &RenderOptions::default());
+        let text = String::from_utf8(r.text.clone()).expect("utf8");
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(r.series, samples);
+        // 2 scores + 2 statuses + 3 health timestamps + 4 info + 4 chat counts + 5 participants
+        // + 9 status counts + 20 score buckets
+        assert_eq!(samples, 49);
+        assert!(text.contains(
+            "linq_chat_health_score{chat_id=\"chat-4\",phone_number=\"unknown\"} 12.5\n"
+        ));
+        assert!(text
+            .contains("linq_chats_by_health_score{phone_number=\"+14155551234\",le=\"90\"} 1\n"));
+    }
+
+    #[test]
+    fn none_mode_keeps_aggregates_only() {
+        let r = render_snapshot(
+            &snapshot(),
+            &RenderOptions {
+                chat_metrics: ChatMetrics::None,
+                ..Default::default()
+            },
+        );
+        let text = String::from_utf8(r.text).expect("utf8");
+        assert!(!text.lines().any(|l| l.starts_with("linq_chat_info{")));
+        assert!(text.contains("linq_chats{"));
+        assert_eq!(r.series, 4 + 5 + 9 + 20);
+    }
+
+    #[test]
+    fn gzip_with_tail_is_one_valid_member() {
+        let r = render_snapshot(&snapshot(), &RenderOptions::default());
+        for tail in [&b""[..], b"linq_up 1\n", &vec![b'x'; 200_000][..]] {
+            let gz = r.gzip_with_tail(tail);
+            let mut d = flate2::read::GzDecoder::new(&gz[..]);
+            let mut plain = Vec::new();
+            d.read_to_end(&mut plain).expect("valid gzip");
+            assert_eq!(plain, r.plain_with_tail(tail));
+        }
+    }
+}

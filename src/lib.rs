@@ -1,0 +1,207 @@
+//! linq-exporter: a Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business
+//! conversations. The binary (`src/main.rs`) parses flags, starts tracing, binds the listener and
+//! calls [`run`] (or [`run_once`]); everything else lives here, one responsibility per module:
+//!
+//! - [`cli`]: the flags (clap derive, every flag with an env var); [`config`]: validated
+//!   configuration built from them.
+//! - [`models`]: wire models of the Linq API; [`client`]: the HTTP client with timeouts, retries
+//!   and rate limiting; [`pagination`]: the cursor walk as a pure state machine.
+//! - [`snapshot`]: pure aggregation of chats into what the metrics show; [`exposition`]: renders a
+//!   snapshot once per sweep (plain and gzip); [`self_metrics`]: the exporter's own live metrics.
+//! - [`poller`]: the sweep loop that builds and publishes snapshots; [`state`]: what the poller
+//!   and the server share; [`server`]: the axum router; [`status_page`]: the `/` HTML page.
+//! - [`demo`]: the simulated Linq API behind `--demo`, the tests and the benchmarks.
+//! - [`error`]: typed errors whose variants become the `kind` label of the error counters.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod exposition;
+pub mod models;
+pub mod pagination;
+pub mod poller;
+pub mod self_metrics;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod status_page;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::client::{ClientOptions, LinqClient};
+use crate::config::{ApiKeySource, Config, Secret};
+use crate::error::SweepError;
+use crate::exposition::RenderOptions;
+use crate::poller::{Poller, PollerOptions};
+use crate::self_metrics::SelfMetrics;
+use crate::state::AppState;
+
+/// The exporter's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision it was built from.
+pub const REVISION: &str = env!("LINQ_EXPORTER_REVISION");
+
+/// Start-up failures of [`run`] and [`run_once`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The metrics registry rejected a metric (a programming error).
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// Binding or serving failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// `--once`: the sweep failed.
+    #[error("sweep failed: {0}")]
+    Sweep(#[from] SweepError),
+}
+
+/// What `run` builds before it serves: shared state, the poller, and the demo simulator's task.
+struct Parts {
+    state: Arc<AppState>,
+    poller: Poller,
+    _simulator: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn build(config: &Config) -> Result<Parts, RunError> {
+    let metrics = Arc::new(SelfMetrics::new()?);
+    let (base_url, key, simulator) = match (&config.demo, &config.api_key) {
+        (Some(demo), _) => {
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let (url, task) = demo::spawn(&demo.into(), listener)?;
+            tracing::info!(url = %url, chats = demo.chats, "demo: simulated Linq API started");
+            (
+                url,
+                ApiKeySource::Value(Secret::new(demo::DEMO_KEY)),
+                Some(task),
+            )
+        }
+        (None, Some(key)) => (config.base_url.clone(), key.clone(), None),
+        // Config validation guarantees a key outside demo mode; an empty one fails each sweep.
+        (None, None) => (
+            config.base_url.clone(),
+            ApiKeySource::Value(Secret::new("")),
+            None,
+        ),
+    };
+    let client = Arc::new(LinqClient::new(
+        ClientOptions {
+            base_url,
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            retry: config.retry,
+            max_requests_per_second: config.max_requests_per_second,
+        },
+        metrics.clone(),
+    )?);
+    let state = Arc::new(AppState::new(
+        metrics,
+        config.ready_max_age,
+        config.telemetry_path.clone(),
+    ));
+    let startup_delay = if config.startup_jitter.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(rand::rng().random_range(0.0..=config.startup_jitter.as_secs_f64()))
+    };
+    let poller = Poller::new(
+        client,
+        PollerOptions {
+            key,
+            from: config.from.clone(),
+            page_size: config.page_size,
+            interval: config.poll_interval,
+            sweep_timeout: config.sweep_timeout,
+            concurrency: config.concurrency,
+            startup_delay,
+            render: RenderOptions {
+                chat_metrics: config.chat_metrics,
+                unhealthy_score: config.unhealthy_score,
+                max_chat_series: config.max_chat_series,
+                display_name: config.chat_display_name,
+            },
+        },
+        state.clone(),
+    );
+    Ok(Parts {
+        state,
+        poller,
+        _simulator: simulator,
+    })
+}
+
+/// Runs the exporter: sweeps on the configured interval and serves HTTP on `listener` until
+/// `shutdown` completes, then stops the poller (abandoning a sweep in progress) and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let parts = build(&config).await?;
+    let state = parts.state.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Supervision: if the poller ever ends on its own (a panic, say), /healthz turns 503 so the
+    // orchestrator restarts the process, and the reason is logged.
+    let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
+    let supervised_state = state.clone();
+    let supervisor = tokio::spawn(async move {
+        let outcome = poller_task.await;
+        if *stop_rx.borrow() {
+            return;
+        }
+        let reason = match outcome {
+            Ok(()) => "poller exited unexpectedly".to_string(),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("poller panicked: {msg}")
+            }
+            Err(e) => format!("poller task failed: {e}"),
+        };
+        tracing::error!(reason = %reason, "poller died; /healthz now reports 503");
+        supervised_state.poller_died(reason);
+    });
+
+    tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, "listening");
+    let app = server::router(state);
+    let stop_on_shutdown = stop_tx.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_on_shutdown.send(true);
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
+    Ok(())
+}
+
+/// `--once`: one sweep, then the whole exposition (snapshot and self metrics).
+pub async fn run_once(config: Config) -> Result<Vec<u8>, RunError> {
+    let parts = build(&config).await?;
+    parts.poller.poll_once().await?;
+    let mut tail = Vec::new();
+    parts.state.metrics.render(&mut tail);
+    let published = parts
+        .state
+        .published()
+        .map(|p| p.rendered.plain_with_tail(&tail))
+        .unwrap_or(tail);
+    Ok(published)
+}

@@ -1,0 +1,91 @@
+//! The `linq-exporter` binary: parse flags, start tracing, bind the listener, call the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use linq_exporter::cli::{Cli, Command};
+use linq_exporter::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level)
+        .with_context(|| format!("invalid value for --log.level: {level:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn healthcheck(url: &str, timeout: Duration) -> bool {
+    let client = match reqwest::Client::builder().timeout(timeout).build() {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
+        return if healthcheck(url, *timeout).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match real_main(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linq-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::try_from(&cli)?;
+    init_tracing(&cli.log_level, cli.log_format)?;
+    if config.once {
+        let exposition = linq_exporter::run_once(config).await?;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&exposition).context("writing to stdout")?;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen_address)
+        .await
+        .with_context(|| format!("binding --web.listen-address {}", config.listen_address))?;
+    linq_exporter::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! The poller: sweeps every chat of the account on a fixed-rate schedule, renders the snapshot
+//! and publishes it atomically. A failed sweep is data, not a crash: the last good snapshot
+//! stays, `linq_up` drops to 0 and the failure is counted and logged.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::client::LinqClient;
+use crate::config::{ApiKeySource, Secret};
+use crate::error::{ApiError, ErrorKind, SweepError};
+use crate::exposition::{render_snapshot, RenderOptions};
+use crate::models::decode_chats_page;
+use crate::pagination::CursorWalk;
+use crate::self_metrics::CHATS_ENDPOINT;
+use crate::snapshot::{Snapshot, SnapshotBuilder};
+use crate::state::{AppState, LastSweep, Published};
+
+/// What the poller needs beyond the client.
+#[derive(Debug, Clone)]
+pub struct PollerOptions {
+    /// Where the key comes from.
+    pub key: ApiKeySource,
+    /// Numbers to walk (`from`); empty for one unfiltered walk.
+    pub from: Vec<String>,
+    /// Chats per page.
+    pub page_size: u32,
+    /// Time between sweep starts.
+    pub interval: Duration,
+    /// Deadline of one sweep.
+    pub sweep_timeout: Duration,
+    /// Walks in flight at once.
+    pub concurrency: usize,
+    /// Delay before the first sweep.
+    pub startup_delay: Duration,
+    /// How the snapshot is rendered.
+    pub render: RenderOptions,
+}
+
+/// Sweeps and publishes.
+#[derive(Debug, Clone)]
+pub struct Poller {
+    client: Arc<LinqClient>,
+    opts: Arc<PollerOptions>,
+    state: Arc<AppState>,
+}
+
+impl Poller {
+    /// A poller publishing into `state`.
+    pub fn new(client: Arc<LinqClient>, opts: PollerOptions, state: Arc<AppState>) -> Self {
+        Poller {
+            client,
+            opts: Arc::new(opts),
+            state,
+        }
+    }
+
+    /// Runs sweeps until `stop` turns true (or its sender goes away). A sweep in progress at
+    /// that moment is abandoned.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let start = Instant::now() + self.opts.startup_delay;
+        let mut ticker = tokio::time::interval_at(start, self.opts.interval);
+        // A sweep longer than the interval delays the next one: sweeps never overlap or burst.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.poll_once() => {}
+                _ = stop.changed() => {
+                    tracing::info!("shutdown during a sweep; sweep abandoned");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One sweep under the deadline, then publish or record the failure.
+    pub async fn poll_once(&self) -> Result<(), SweepError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.opts.sweep_timeout, self.sweep()).await {
+            Ok(r) => r,
+            Err(_) => Err(SweepError::Deadline(self.opts.sweep_timeout)),
+        };
+        let duration = started.elapsed();
+        let m = &self.state.metrics;
+        m.poll_duration.set(duration.as_secs_f64());
+        match result {
+            Ok(snapshot) => {
+                let render = self.opts.render;
+                let (pages, chats, duplicates) =
+                    (snapshot.pages, snapshot.total_chats(), snapshot.duplicates);
+                // Rendering 100k chats is CPU work; keep it off the threads serving scrapes.
+                let published = tokio::task::spawn_blocking(move || {
+                    let rendered = render_snapshot(&snapshot, &render);
+                    let summary = snapshot.summary();
+                    (rendered, summary)
+                })
+                .await;
+                let (rendered, summary) = match published {
+                    Ok(v) => v,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                m.series.set(rendered.series as i64);
+                m.chat_series_dropped.set(rendered.dropped as i64);
+                m.poll_pages.set(pages as i64);
+                let now = SystemTime::now();
+                self.state.publish(Published {
+                    rendered,
+                    summary,
+                    completed_at: now,
+                });
+                m.up.set(1);
+                m.last_success.set(unix_seconds(now));
+                m.polls.with_label_values(&["success"]).inc();
+                self.state.set_last_sweep(LastSweep {
+                    at: now,
+                    duration,
+                    error: None,
+                });
+                tracing::info!(
+                    chats,
+                    pages,
+                    duplicates,
+                    duration_ms = duration.as_millis() as u64,
+                    "sweep complete"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                m.up.set(0);
+                m.polls.with_label_values(&["failure"]).inc();
+                m.poll_failures
+                    .with_label_values(&[e.kind().as_str()])
+                    .inc();
+                let (status, code) = match &e {
+                    SweepError::Api(a) => (a.status(), a.code()),
+                    _ => (None, None),
+                };
+                tracing::warn!(
+                    kind = e.kind().as_str(),
+                    status,
+                    error_code = code,
+                    duration_ms = duration.as_millis() as u64,
+                    error = %e,
+                    "sweep failed; keeping the last good snapshot"
+                );
+                self.state.set_last_sweep(LastSweep {
+                    at: SystemTime::now(),
+                    duration,
+                    error: Some(e.to_string()),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the key: the flag's value, or the key file (re-read at every sweep).
+    async fn key(&self) -> Result<Secret, SweepError> {
+        match &self.opts.key {
+            ApiKeySource::Value(k) => Ok(k.clone()),
+            ApiKeySource::File(path) => {
+                let err = |reason: String| SweepError::KeyFile {
+                    path: path.clone(),
+                    reason,
+                };
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let key = text.trim();
+                if key.is_empty() {
+                    return Err(err("the file is empty".into()));
+                }
+                Ok(Secret::new(key))
+            }
+        }
+    }
+
+    /// Walks every chat and builds a complete snapshot; any failed page fails the sweep.
+    pub async fn sweep(&self) -> Result<Snapshot, SweepError> {
+        let key = self.key().await?;
+        let walks: Arc<Vec<Option<String>>> = Arc::new(if self.opts.from.is_empty() {
+            vec![None]
+        } else {
+            self.opts.from.iter().cloned().map(Some).collect()
+        });
+        let builder = Arc::new(Mutex::new(SnapshotBuilder::new(
+            self.opts.render.display_name,
+        )));
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = JoinSet::new();
+        for _ in 0..self.opts.concurrency.clamp(1, walks.len()) {
+            let (client, key, walks, builder, next, page_size) = (
+                self.client.clone(),
+                key.clone(),
+                walks.clone(),
+                builder.clone(),
+                next.clone(),
+                self.opts.page_size,
+            );
+            let metrics = self.state.metrics.clone();
+            workers.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(from) = walks.get(i) else {
+                        return Ok(());
+                    };
+                    let walk = Walk {
+                        client: &client,
+                        key: &key,
+                        index: i,
+                        from: from.as_deref(),
+                        page_size,
+                        builder: &builder,
+                    };
+                    walk.run().await.inspect_err(|e| {
+                        if let SweepError::Pagination { .. } = e {
+                            metrics.count_error(
+                                CHATS_ENDPOINT,
+                                ErrorKind::Pagination,
+                                "",
+                                "",
+                                e.to_string(),
+                            );
+                        }
+                    })?;
+                }
+            });
+        }
+        // The first failure ends the sweep; dropping the set aborts the other walks.
+        while let Some(joined) = workers.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        let builder = match Arc::try_unwrap(builder) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(shared) => std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner())),
+        };
+        Ok(builder.finish(&self.opts.from))
+    }
+}
+
+/// One cursor walk through `GET /v3/chats`.
+struct Walk<'a> {
+    client: &'a LinqClient,
+    key: &'a Secret,
+    index: usize,
+    from: Option<&'a str>,
+    page_size: u32,
+    builder: &'a Mutex<SnapshotBuilder>,
+}
+
+impl Walk<'_> {
+    async fn run(&self) -> Result<(), SweepError> {
+        let mut cursor = CursorWalk::new();
+        let limit = self.page_size.to_string();
+        while !cursor.is_done() {
+            let mut query = vec![("limit", limit.as_str())];
+            if let Some(from) = self.from {
+                query.push(("from", from));
+            }
+            if let Some(c) = cursor.cursor() {
+                query.push(("cursor", c));
+            }
+            let body = self.client.get(CHATS_ENDPOINT, self.key, &query).await?;
+            let page = decode_chats_page(&body).map_err(|e| {
+                let err = ApiError::Decode {
+                    endpoint: CHATS_ENDPOINT,
+                    reason: e.to_string(),
+                };
+                self.client.metrics().api_error(CHATS_ENDPOINT, &err);
+                err
+            })?;
+            {
+                let mut b = self.builder.lock().unwrap_or_else(|p| p.into_inner());
+                b.count_page();
+                for chat in &page.chats {
+                    b.add_chat(self.index, self.from, chat);
+                }
+            }
+            cursor
+                .advance(page.next_cursor, page.chats.len())
+                .map_err(|r| SweepError::Pagination {
+                    walk: self.from.unwrap_or("all").to_string(),
+                    cursor: r.cursor,
+                    pages: r.pages,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,270 @@
+//! The exporter's own metrics: sweep results, API requests, errors, retries, latency, build info
+//! and process metrics. They live in one explicit [`prometheus::Registry`] created in `run` and are
+//! rendered at every scrape, so they stay live between sweeps.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::error::{ApiError, ErrorKind};
+
+/// Endpoint label of `GET /v3/chats`.
+pub const CHATS_ENDPOINT: &str = "/v3/chats";
+/// Endpoint label of `GET /v3/phone_numbers`.
+pub const PHONE_NUMBERS_ENDPOINT: &str = "/v3/phone_numbers";
+
+/// One recent API error, for the status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentError {
+    /// Unix time.
+    pub at: i64,
+    /// Endpoint label.
+    pub endpoint: &'static str,
+    /// Kind label.
+    pub kind: ErrorKind,
+    /// The error, as logged.
+    pub message: String,
+}
+
+/// How many recent errors are kept for the status page.
+const RECENT_ERRORS: usize = 20;
+
+/// The exporter's own metrics.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    registry: Registry,
+    /// `linq_up`.
+    pub up: IntGauge,
+    /// `linq_poll_last_success_timestamp_seconds`.
+    pub last_success: Gauge,
+    /// `linq_poll_duration_seconds`.
+    pub poll_duration: Gauge,
+    /// `linq_polls_total{result}`.
+    pub polls: IntCounterVec,
+    /// `linq_poll_failures_total{kind}`.
+    pub poll_failures: IntCounterVec,
+    /// `linq_poll_pages`.
+    pub poll_pages: IntGauge,
+    /// `linq_api_requests_total{endpoint,status_code}`.
+    pub api_requests: IntCounterVec,
+    /// `linq_api_errors_total{endpoint,kind,status_code,error_code}`.
+    pub api_errors: IntCounterVec,
+    /// `linq_api_retries_total{endpoint}`.
+    pub api_retries: IntCounterVec,
+    /// `linq_api_request_duration_seconds{endpoint}`.
+    pub api_duration: HistogramVec,
+    /// `linq_exporter_series`.
+    pub series: IntGauge,
+    /// `linq_exporter_chat_series_dropped`.
+    pub chat_series_dropped: IntGauge,
+    recent_errors: Mutex<VecDeque<RecentError>>,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+impl SelfMetrics {
+    /// Creates and registers every self metric (and the process collector) in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let r = &registry;
+        let up = register(
+            r,
+            IntGauge::new(
+                "linq_up",
+                "1 when the last sweep of the Linq API completed, else 0.",
+            )?,
+        )?;
+        let last_success = register(
+            r,
+            Gauge::new(
+                "linq_poll_last_success_timestamp_seconds",
+                "Unix time of the last complete sweep (0 before the first).",
+            )?,
+        )?;
+        let poll_duration = register(
+            r,
+            Gauge::new(
+                "linq_poll_duration_seconds",
+                "Duration of the last sweep, successful or not.",
+            )?,
+        )?;
+        let polls = register(
+            r,
+            IntCounterVec::new(
+                Opts::new("linq_polls_total", "Sweeps of the Linq API by result."),
+                &["result"],
+            )?,
+        )?;
+        let poll_failures = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_poll_failures_total",
+                    "Failed sweeps by the kind of error that failed them.",
+                ),
+                &["kind"],
+            )?,
+        )?;
+        let poll_pages = register(
+            r,
+            IntGauge::new(
+                "linq_poll_pages",
+                "Pages fetched by the last complete sweep.",
+            )?,
+        )?;
+        let api_requests = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_api_requests_total",
+                    "HTTP responses received from the Linq API.",
+                ),
+                &["endpoint", "status_code"],
+            )?,
+        )?;
+        let api_errors = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_api_errors_total",
+                    "Failed Linq API request attempts by kind (http, timeout, connect, decode, pagination), HTTP status and Linq error code.",
+                ),
+                &["endpoint", "kind", "status_code", "error_code"],
+            )?,
+        )?;
+        let api_retries = register(
+            r,
+            IntCounterVec::new(
+                Opts::new("linq_api_retries_total", "Linq API requests retried."),
+                &["endpoint"],
+            )?,
+        )?;
+        let api_duration = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "linq_api_request_duration_seconds",
+                    "Latency of Linq API requests, to the last byte of the body.",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["endpoint"],
+            )?,
+        )?;
+        let build_info = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "linq_exporter_build_info",
+                    "Version and git revision of the exporter; always 1.",
+                ),
+                &["version", "revision"],
+            )?,
+        )?;
+        build_info
+            .with_label_values(&[crate::VERSION, crate::REVISION])
+            .set(1);
+        let series = register(
+            r,
+            IntGauge::new(
+                "linq_exporter_series",
+                "Series produced by the last render of the chat snapshot.",
+            )?,
+        )?;
+        let chat_series_dropped = register(
+            r,
+            IntGauge::new(
+                "linq_exporter_chat_series_dropped",
+                "Chats left without per-chat series by --linq.max-chat-series.",
+            )?,
+        )?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        for result in ["success", "failure"] {
+            polls.with_label_values(&[result]);
+        }
+        for kind in ErrorKind::ALL {
+            poll_failures.with_label_values(&[kind.as_str()]);
+        }
+        api_retries.with_label_values(&[CHATS_ENDPOINT]);
+        api_duration.with_label_values(&[CHATS_ENDPOINT]);
+        Ok(SelfMetrics {
+            registry,
+            up,
+            last_success,
+            poll_duration,
+            polls,
+            poll_failures,
+            poll_pages,
+            api_requests,
+            api_errors,
+            api_retries,
+            api_duration,
+            series,
+            chat_series_dropped,
+            recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
+        })
+    }
+
+    /// Counts a failed request attempt.
+    pub fn api_error(&self, endpoint: &'static str, err: &ApiError) {
+        let status = err.status().map(|s| s.to_string()).unwrap_or_default();
+        let code = err.code().map(|c| c.to_string()).unwrap_or_default();
+        self.count_error(endpoint, err.kind(), &status, &code, err.to_string());
+    }
+
+    /// Counts a failed request attempt given its labels.
+    pub fn count_error(
+        &self,
+        endpoint: &'static str,
+        kind: ErrorKind,
+        status: &str,
+        code: &str,
+        message: String,
+    ) {
+        self.api_errors
+            .with_label_values(&[endpoint, kind.as_str(), status, code])
+            .inc();
+        if let Ok(mut recent) = self.recent_errors.lock() {
+            if recent.len() == RECENT_ERRORS {
+                recent.pop_front();
+            }
+            recent.push_back(RecentError {
+                at: chrono::Utc::now().timestamp(),
+                endpoint,
+                kind,
+                message,
+            });
+        }
+    }
+
+    /// The most recent API errors, newest last.
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        self.recent_errors
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Renders every self metric in the text format, appending to `out`.
+    pub fn render(&self, out: &mut Vec<u8>) {
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, out) {
+            tracing::error!(error = %e, "encoding self metrics failed");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The HTTP server (axum): `/metrics` (or the configured path) serves the last published
+//! snapshot plus live self metrics, gzip when asked; `/healthz`, `/readyz` and the `/` status
+//! page. No handler ever waits on the Linq API.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::exposition::{Rendered, CONTENT_TYPE as EXPOSITION_CONTENT_TYPE};
+use crate::state::AppState;
+use crate::status_page;
+
+/// The router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    let path = state.telemetry_path.clone();
+    Router::new()
+        .route(&path, get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/", get(index))
+        .with_state(state)
+}
+
+/// Whether `Accept-Encoding` admits gzip (`gzip`, `x-gzip` or `*`, with a non-zero q).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut it = part.split(';');
+            let coding = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            matches!(coding.as_str(), "gzip" | "x-gzip" | "*") && q > 0.0
+        })
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut tail = Vec::with_capacity(8 * 1024);
+    state.metrics.render(&mut tail);
+    let published = state.published();
+    let empty;
+    let rendered: &Rendered = match &published {
+        Some(p) => &p.rendered,
+        None => {
+            empty = Rendered::empty();
+            &empty
+        }
+    };
+    let mut resp_headers = HeaderMap::new();
+    resp_headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(EXPOSITION_CONTENT_TYPE),
+    );
+    resp_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    let body = if accepts_gzip(&headers) {
+        resp_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        rendered.gzip_with_tail(&tail)
+    } else {
+        rendered.plain_with_tail(&tail)
+    };
+    (resp_headers, body).into_response()
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.poller_health() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.readiness(SystemTime::now()) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn index(State(state): State<Arc<AppState>>) -> Response {
+    let page = status_page::render(&state, SystemTime::now());
+    (
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Html(page),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(v).expect("header"));
+        h
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&headers("gzip")));
+        assert!(accepts_gzip(&headers("deflate, gzip;q=0.5")));
+        assert!(accepts_gzip(&headers("*")));
+        assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(!accepts_gzip(&headers("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,128 @@
+//! State shared by the poller and the HTTP server: the last published snapshot (rendered), the
+//! self metrics, and the poller's liveness. Created once in `run` and passed through axum `State`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::exposition::Rendered;
+use crate::self_metrics::SelfMetrics;
+use crate::snapshot::Summary;
+
+/// A published snapshot.
+#[derive(Debug)]
+pub struct Published {
+    /// The rendered exposition.
+    pub rendered: Rendered,
+    /// For the status page.
+    pub summary: Summary,
+    /// When the sweep completed.
+    pub completed_at: SystemTime,
+}
+
+/// How the last sweep ended.
+#[derive(Debug, Clone)]
+pub struct LastSweep {
+    /// When it ended.
+    pub at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// `None` on success, else the error.
+    pub error: Option<String>,
+}
+
+/// Shared state.
+#[derive(Debug)]
+pub struct AppState {
+    /// Self metrics.
+    pub metrics: Arc<SelfMetrics>,
+    published: RwLock<Option<Arc<Published>>>,
+    last_sweep: Mutex<Option<LastSweep>>,
+    poller_alive: AtomicBool,
+    poller_failure: Mutex<Option<String>>,
+    /// Readiness turns false when the last good sweep is older than this.
+    pub ready_max_age: Duration,
+    /// The metrics path.
+    pub telemetry_path: String,
+}
+
+impl AppState {
+    /// Fresh state: nothing published, poller considered alive.
+    pub fn new(metrics: Arc<SelfMetrics>, ready_max_age: Duration, telemetry_path: String) -> Self {
+        AppState {
+            metrics,
+            published: RwLock::new(None),
+            last_sweep: Mutex::new(None),
+            poller_alive: AtomicBool::new(true),
+            poller_failure: Mutex::new(None),
+            ready_max_age,
+            telemetry_path,
+        }
+    }
+
+    /// The last published snapshot.
+    pub fn published(&self) -> Option<Arc<Published>> {
+        match self.published.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publishes a new snapshot atomically.
+    pub fn publish(&self, p: Published) {
+        let p = Some(Arc::new(p));
+        match self.published.write() {
+            Ok(mut slot) => *slot = p,
+            Err(poisoned) => *poisoned.into_inner() = p,
+        }
+    }
+
+    /// Records how the last sweep ended.
+    pub fn set_last_sweep(&self, s: LastSweep) {
+        if let Ok(mut slot) = self.last_sweep.lock() {
+            *slot = Some(s);
+        }
+    }
+
+    /// How the last sweep ended.
+    pub fn last_sweep(&self) -> Option<LastSweep> {
+        self.last_sweep.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Marks the poller dead; `/healthz` then fails so the orchestrator restarts the process.
+    pub fn poller_died(&self, reason: String) {
+        self.poller_alive.store(false, Ordering::SeqCst);
+        if let Ok(mut slot) = self.poller_failure.lock() {
+            *slot = Some(reason);
+        }
+    }
+
+    /// `Ok` while the poller runs, else why it stopped.
+    pub fn poller_health(&self) -> Result<(), String> {
+        if self.poller_alive.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(self
+            .poller_failure
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| "poller stopped".into()))
+    }
+
+    /// `Ok` when a snapshot no older than `ready_max_age` is published, else why not.
+    pub fn readiness(&self, now: SystemTime) -> Result<(), String> {
+        let Some(p) = self.published() else {
+            return Err("no complete sweep yet".into());
+        };
+        let age = now.duration_since(p.completed_at).unwrap_or(Duration::ZERO);
+        if age > self.ready_max_age {
+            return Err(format!(
+                "last complete sweep is {}s old (limit {}s)",
+                age.as_secs(),
+                self.ready_max_age.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
