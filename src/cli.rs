@@ -11,7 +11,7 @@ use crate::config::{
 
 /// Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business conversations.
 #[derive(Debug, Parser)]
-#[command(name = "linq-exporter", version, about, long_about = None)]
+#[command(name = "linq-exporter", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// Optional subcommand; without one the exporter runs.
     #[command(subcommand)]

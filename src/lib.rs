@@ -151,13 +151,34 @@ pub async fn run(
     let state = parts.state.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // Supervision: if the poller ever ends on its own (a panic, say), /healthz turns 503 so the
-    // orchestrator restarts the process, and the reason is logged.
     let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
-    let supervised_state = state.clone();
-    let supervisor = tokio::spawn(async move {
-        let outcome = poller_task.await;
-        if *stop_rx.borrow() {
+    let supervisor = supervise(poller_task, stop_rx, state.clone());
+
+    tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, "listening");
+    let app = server::router(state);
+    let stop_on_shutdown = stop_tx.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_on_shutdown.send(true);
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
+    Ok(())
+}
+
+/// Supervision: if the poller task ends while no stop was asked for (a panic, say), marks the
+/// state so `/healthz` turns 503 and the orchestrator restarts the process, and logs why.
+pub fn supervise(
+    poller: tokio::task::JoinHandle<()>,
+    stop: watch::Receiver<bool>,
+    state: Arc<AppState>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let outcome = poller.await;
+        if *stop.borrow() {
             return;
         }
         let reason = match outcome {
@@ -174,22 +195,8 @@ pub async fn run(
             Err(e) => format!("poller task failed: {e}"),
         };
         tracing::error!(reason = %reason, "poller died; /healthz now reports 503");
-        supervised_state.poller_died(reason);
-    });
-
-    tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, "listening");
-    let app = server::router(state);
-    let stop_on_shutdown = stop_tx.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stop_on_shutdown.send(true);
-        })
-        .await?;
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
-    Ok(())
+        state.poller_died(reason);
+    })
 }
 
 /// `--once`: one sweep, then the whole exposition (snapshot and self metrics).
