@@ -100,6 +100,14 @@ pub struct Cli {
     #[arg(long = "linq.startup-jitter", env = "LINQ_EXPORTER_STARTUP_JITTER", default_value = "0s", value_parser = parse_duration)]
     pub startup_jitter: Duration,
 
+    /// Fetch GET /v3/phone_numbers once per sweep for line reputation metrics (beta endpoint).
+    #[arg(long = "linq.phone-numbers", env = "LINQ_EXPORTER_PHONE_NUMBERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub phone_numbers: bool,
+
+    /// Walk every number GET /v3/phone_numbers lists (plus any --linq.from), one `from` walk each.
+    #[arg(long = "linq.discover-numbers", env = "LINQ_EXPORTER_DISCOVER_NUMBERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub discover_numbers: bool,
+
     /// Which chats get per-chat series: all, unhealthy or none. Aggregates always cover every chat.
     #[arg(
         long = "linq.chat-metrics",

@@ -256,6 +256,10 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Walks in flight at once.
     pub concurrency: usize,
+    /// Fetch line reputations each sweep.
+    pub phone_numbers: bool,
+    /// Walk every number the account lists.
+    pub discover_numbers: bool,
     /// Client-side request rate limit.
     pub max_requests_per_second: Option<f64>,
     /// Upper bound of the random delay before the first sweep.
@@ -422,6 +426,8 @@ impl TryFrom<&Cli> for Config {
                 cap: cli.retry_max_backoff,
             },
             concurrency: cli.concurrency,
+            phone_numbers: cli.phone_numbers,
+            discover_numbers: cli.discover_numbers,
             max_requests_per_second: cli.max_requests_per_second,
             startup_jitter: cli.startup_jitter,
             chat_metrics: cli.chat_metrics,

@@ -123,6 +123,8 @@ async fn build(config: &Config) -> Result<Parts, RunError> {
             interval: config.poll_interval,
             sweep_timeout: config.sweep_timeout,
             concurrency: config.concurrency,
+            phone_numbers: config.phone_numbers,
+            discover_numbers: config.discover_numbers,
             startup_delay,
             render: RenderOptions {
                 chat_metrics: config.chat_metrics,

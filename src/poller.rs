@@ -15,8 +15,9 @@ use crate::config::{ApiKeySource, Secret};
 use crate::error::{ApiError, ErrorKind, SweepError};
 use crate::exposition::{render_snapshot, RenderOptions};
 use crate::models::decode_chats_page;
+use crate::models::PhoneNumbersPage;
 use crate::pagination::CursorWalk;
-use crate::self_metrics::CHATS_ENDPOINT;
+use crate::self_metrics::{CHATS_ENDPOINT, PHONE_NUMBERS_ENDPOINT};
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 use crate::state::{AppState, LastSweep, Published};
 
@@ -35,10 +36,23 @@ pub struct PollerOptions {
     pub sweep_timeout: Duration,
     /// Walks in flight at once.
     pub concurrency: usize,
+    /// Fetch `GET /v3/phone_numbers` each sweep for line reputations.
+    pub phone_numbers: bool,
+    /// Walk every number `GET /v3/phone_numbers` lists.
+    pub discover_numbers: bool,
     /// Delay before the first sweep.
     pub startup_delay: Duration,
     /// How the snapshot is rendered.
     pub render: RenderOptions,
+}
+
+/// One of the account's numbers, as `GET /v3/phone_numbers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// E.164 number.
+    pub number: String,
+    /// Reputation status, when the API gives one.
+    pub reputation: Option<String>,
 }
 
 /// Sweeps and publishes.
@@ -47,15 +61,24 @@ pub struct Poller {
     client: Arc<LinqClient>,
     opts: Arc<PollerOptions>,
     state: Arc<AppState>,
+    /// The last list `GET /v3/phone_numbers` returned, kept for when it fails.
+    lines: Arc<Mutex<Option<Vec<Line>>>>,
 }
 
 impl Poller {
     /// A poller publishing into `state`.
     pub fn new(client: Arc<LinqClient>, opts: PollerOptions, state: Arc<AppState>) -> Self {
+        if opts.phone_numbers || opts.discover_numbers {
+            state
+                .metrics
+                .api_retries
+                .with_label_values(&[PHONE_NUMBERS_ENDPOINT]);
+        }
         Poller {
             client,
             opts: Arc::new(opts),
             state,
+            lines: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -185,13 +208,73 @@ impl Poller {
         }
     }
 
+    /// The account's numbers: a fresh `GET /v3/phone_numbers`, or the last list when that fails
+    /// (the failure is counted and logged, never fatal to the sweep). `None` when never known.
+    async fn lines(&self, key: &Secret) -> Option<Vec<Line>> {
+        let fetched = match self.client.get(PHONE_NUMBERS_ENDPOINT, key, &[]).await {
+            Ok(body) => match serde_json::from_slice::<PhoneNumbersPage<'_>>(&body) {
+                Ok(page) => {
+                    let mut lines: Vec<Line> = page
+                        .phone_numbers
+                        .iter()
+                        .map(|p| Line {
+                            number: p.phone_number.to_string(),
+                            reputation: p.reputation.as_ref().map(|r| r.status.to_string()),
+                        })
+                        .collect();
+                    lines.sort_by(|a, b| a.number.cmp(&b.number));
+                    lines.dedup_by(|a, b| a.number == b.number);
+                    Ok(lines)
+                }
+                Err(e) => {
+                    let err = ApiError::Decode {
+                        endpoint: PHONE_NUMBERS_ENDPOINT,
+                        reason: e.to_string(),
+                    };
+                    self.state.metrics.api_error(PHONE_NUMBERS_ENDPOINT, &err);
+                    Err(err)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        let mut known = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        match fetched {
+            Ok(lines) => {
+                *known = Some(lines);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    kind = e.kind().as_str(),
+                    status = e.status(),
+                    error_code = e.code(),
+                    error = %e,
+                    "listing phone numbers failed; using the last known list"
+                );
+            }
+        }
+        known.clone()
+    }
+
     /// Walks every chat and builds a complete snapshot; any failed page fails the sweep.
     pub async fn sweep(&self) -> Result<Snapshot, SweepError> {
         let key = self.key().await?;
-        let walks: Arc<Vec<Option<String>>> = Arc::new(if self.opts.from.is_empty() {
+        let lines = if self.opts.phone_numbers || self.opts.discover_numbers {
+            self.lines(&key).await
+        } else {
+            None
+        };
+        let mut numbers = self.opts.from.clone();
+        if self.opts.discover_numbers {
+            for line in lines.iter().flatten() {
+                if !numbers.contains(&line.number) {
+                    numbers.push(line.number.clone());
+                }
+            }
+        }
+        let walks: Arc<Vec<Option<String>>> = Arc::new(if numbers.is_empty() {
             vec![None]
         } else {
-            self.opts.from.iter().cloned().map(Some).collect()
+            numbers.iter().cloned().map(Some).collect()
         });
         let builder = Arc::new(Mutex::new(SnapshotBuilder::new(
             self.opts.render.display_name,
@@ -249,7 +332,19 @@ impl Poller {
             Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
             Err(shared) => std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner())),
         };
-        Ok(builder.finish(&self.opts.from))
+        let mut snapshot = builder.finish(&numbers);
+        if self.opts.phone_numbers {
+            snapshot.reputations = lines
+                .iter()
+                .flatten()
+                .filter_map(|l| {
+                    l.reputation
+                        .as_deref()
+                        .map(|r| (Arc::from(l.number.as_str()), Arc::from(r)))
+                })
+                .collect();
+        }
+        Ok(snapshot)
     }
 }
 

@@ -111,6 +111,8 @@ pub struct Snapshot {
     pub pages: u64,
     /// Chats seen more than once and dropped.
     pub duplicates: u64,
+    /// Line reputation per number (from `GET /v3/phone_numbers`), sorted by number.
+    pub reputations: Vec<(Arc<str>, Arc<str>)>,
 }
 
 #[derive(Debug)]
@@ -374,6 +376,11 @@ impl Snapshot {
         let mut s = Summary {
             total_chats: self.chats.len(),
             phone_numbers: self.phone_numbers.len(),
+            reputations: self
+                .reputations
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .collect(),
             ..Default::default()
         };
         for ((_, _, group, archived), n) in &self.chat_counts {

@@ -49,6 +49,11 @@ async fn exposition_matches_the_golden_file() {
     let api = FakeApi::start().await;
     api.chats(None, vec![Reply::raw(200, PAGE1)]);
     api.chats(Some("b3BhcXVlOjI="), vec![Reply::raw(200, PAGE2)]);
+    api.phone_numbers(vec![Reply::json(serde_json::json!({"phone_numbers": [
+        {"id": "pn-2", "phone_number": "+14155550000", "reputation": {"status": "CRITICAL", "doc_url": null}},
+        {"id": "pn-1", "phone_number": "+14155551234", "reputation": {"status": "HEALTHY", "doc_url": null}},
+        {"id": "pn-3", "phone_number": "+14155550001"}
+    ]}))]);
     let exp = Exporter::start(&api, &["--linq.page-size", "4"]).await;
     let metrics = exp.wait_polls("success", 1).await;
     exp.stop().await;

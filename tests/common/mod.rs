@@ -191,10 +191,17 @@ impl FakeApi {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeApi {
+        let api = FakeApi {
             url: format!("http://{addr}"),
             state,
-        }
+        };
+        api.phone_numbers(vec![Reply::json(json!({"phone_numbers": []}))]);
+        api
+    }
+
+    /// Scripts `/v3/phone_numbers` (by default it lists no numbers).
+    pub fn phone_numbers(&self, replies: Vec<Reply>) {
+        self.script("/v3/phone_numbers", None, None, replies);
     }
 
     /// Scripts replies for `GET path?from=..&cursor=..` (the last one repeats).
@@ -220,16 +227,31 @@ impl FakeApi {
         self.script("/v3/chats", None, cursor, replies);
     }
 
+    /// Forgets the `/v3/chats` script.
     pub fn clear(&self) {
-        self.state.script.lock().unwrap().clear();
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .retain(|k, _| k.0 != "/v3/chats");
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    /// Every recorded request, both endpoints.
+    pub fn all_requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// Recorded `/v3/chats` requests.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.all_requests()
+            .into_iter()
+            .filter(|r| r.path == "/v3/chats")
+            .collect()
+    }
+
+    /// Number of `/v3/chats` requests.
     pub fn request_count(&self) -> usize {
-        self.state.requests.lock().unwrap().len()
+        self.requests().len()
     }
 
     pub fn max_in_flight(&self) -> usize {
