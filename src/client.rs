@@ -184,9 +184,10 @@ impl LinqClient {
         if status.is_success() {
             return Ok(body);
         }
-        let (code, message) = match serde_json::from_slice::<models::ErrorEnvelope>(&body) {
-            Ok(env) => (env.error.code, env.error.message),
-            Err(_) => (None, None),
+        let (code, message, trace_id) = match serde_json::from_slice::<models::ErrorEnvelope>(&body)
+        {
+            Ok(env) => (env.error.code, env.error.message, env.trace_id),
+            Err(_) => (None, None, None),
         };
         let message = message.map(|mut m| {
             if m.len() > MAX_MESSAGE {
@@ -204,6 +205,7 @@ impl LinqClient {
                 status: status.as_u16(),
                 code,
                 message,
+                trace_id: trace_id.map(|t| t.chars().take(64).collect()),
             },
             hint,
         ))
@@ -332,6 +334,7 @@ mod tests {
             status,
             code: None,
             message: None,
+            trace_id: None,
         };
         for s in [408, 409, 429, 500, 502, 503, 504] {
             assert!(default_retryable(&http(s)), "{s}");

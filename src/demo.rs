@@ -18,6 +18,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+/// `count` distinct E.164 numbers for a simulated account.
+pub fn numbers(count: usize) -> Vec<String> {
+    (0..count.max(1))
+        .map(|i| format!("+1415555{:04}", 100 + i))
+        .collect()
+}
+
 /// The key the simulator accepts.
 pub const DEMO_KEY: &str = "demo-key-not-secret";
 

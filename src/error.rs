@@ -49,7 +49,7 @@ impl ErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Non-success status.
-    #[error("{endpoint}: HTTP {status}{}{}", code.map(|c| format!(", Linq error code {c}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("{endpoint}: HTTP {status}{}{}{}", code.map(|c| format!(", Linq error code {c}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default(), trace_id.as_ref().map(|t| format!(" (trace_id {t})")).unwrap_or_default())]
     Http {
         /// Endpoint label, e.g. `/v3/chats`.
         endpoint: &'static str,
@@ -59,6 +59,8 @@ pub enum ApiError {
         code: Option<i64>,
         /// Linq error message from the body, if any.
         message: Option<String>,
+        /// Linq's trace id, for support requests.
+        trace_id: Option<String>,
     },
     /// The request timed out.
     #[error("{endpoint}: request timed out after {timeout:?}")]

@@ -64,6 +64,37 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
+    if let Some(Command::Simulate {
+        listen,
+        chats,
+        numbers,
+        latency,
+        error_rate,
+        rate_limit_rate,
+        slow_rate,
+        slow_delay,
+        malformed_rate,
+    }) = &cli.command
+    {
+        let sim = linq_exporter::demo::SimConfig {
+            chats: *chats,
+            numbers: linq_exporter::demo::numbers(*numbers),
+            latency: *latency,
+            error_rate: *error_rate,
+            rate_limit_rate: *rate_limit_rate,
+            slow_rate: *slow_rate,
+            slow_delay: *slow_delay,
+            malformed_rate: *malformed_rate,
+            ..Default::default()
+        };
+        return match simulate(sim, listen.0).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("linq-exporter simulate: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match real_main(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,6 +102,26 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the simulated API until SIGINT or SIGTERM; prints its URL and key on stdout.
+async fn simulate(
+    sim: linq_exporter::demo::SimConfig,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --listen {addr}"))?;
+    let (url, task) = linq_exporter::demo::spawn(&sim, listener)?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "url={url}\nkey={}", linq_exporter::demo::DEMO_KEY)?;
+        out.flush()?;
+    }
+    shutdown_signal().await;
+    task.abort();
+    Ok(())
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {

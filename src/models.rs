@@ -122,6 +122,9 @@ pub struct Reputation<'a> {
 pub struct ErrorEnvelope {
     /// The error.
     pub error: ErrorBody,
+    /// Linq's trace id, for support requests.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// The error body.

@@ -68,6 +68,7 @@ pub struct Poller {
 impl Poller {
     /// A poller publishing into `state`.
     pub fn new(client: Arc<LinqClient>, opts: PollerOptions, state: Arc<AppState>) -> Self {
+        state.metrics.poll_interval.set(opts.interval.as_secs_f64());
         if opts.phone_numbers || opts.discover_numbers {
             state
                 .metrics

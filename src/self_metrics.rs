@@ -49,6 +49,8 @@ pub struct SelfMetrics {
     pub poll_failures: IntCounterVec,
     /// `linq_poll_pages`.
     pub poll_pages: IntGauge,
+    /// `linq_poll_interval_seconds`.
+    pub poll_interval: Gauge,
     /// `linq_api_requests_total{endpoint,status_code}`.
     pub api_requests: IntCounterVec,
     /// `linq_api_errors_total{endpoint,kind,status_code,error_code}`.
@@ -120,6 +122,13 @@ impl SelfMetrics {
             IntGauge::new(
                 "linq_poll_pages",
                 "Pages fetched by the last complete sweep.",
+            )?,
+        )?;
+        let poll_interval = register(
+            r,
+            Gauge::new(
+                "linq_poll_interval_seconds",
+                "The configured time between sweeps (--linq.poll-interval), for staleness alerts.",
             )?,
         )?;
         let api_requests = register(
@@ -210,6 +219,7 @@ impl SelfMetrics {
             polls,
             poll_failures,
             poll_pages,
+            poll_interval,
             api_requests,
             api_errors,
             api_retries,
