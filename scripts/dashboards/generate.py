@@ -1,0 +1,973 @@
+#!/usr/bin/env python3
+"""Generate the Grafana dashboards and Grafana-managed alert rules of linq-exporter.
+
+Writes
+  dashboards/linq-chats.json
+  dashboards/linq-exporter.json
+  dashboards/provisioning/alerting/linq-alerts.yaml   (from deploy/prometheus/alerts.yaml)
+
+The committed files are the product; this script is how they are kept consistent. Edit it and
+re-run `python3 scripts/dashboards/generate.py`; `--check` (run by scripts/ci-dashboards.sh) fails
+when a committed file differs from what the script generates.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import promql  # noqa: E402
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Uid of the Prometheus datasource that the Grafana-managed alert rules query. It must match the
+# datasource Grafana has; dashboards/provisioning/datasources/prometheus.yaml provisions one with it.
+ALERT_DATASOURCE_UID = "prometheus"
+ALERT_FOLDER = "Linq"
+
+RUNBOOK_BASE = "https://github.com/linq-exporter/linq-exporter/blob/main/README.md#"
+
+# Selectors. Every dashboard query filters on the variables that apply to its metric.
+EXP = 'job=~"$job", instance=~"$instance"'
+NUM = EXP + ', phone_number=~"$phone_number"'
+SVC = NUM + ', service=~"$service"'
+CHAT_JOIN = "on (job, instance, chat_id, phone_number)"
+
+SCORE_THRESHOLDS = {
+    "mode": "absolute",
+    "steps": [
+        {"color": "red", "value": None},
+        {"color": "orange", "value": 30},
+        {"color": "green", "value": 60},
+    ],
+}
+STATUS_COLORS = {
+    "HEALTHY": "green",
+    "AT_RISK": "orange",
+    "CRITICAL": "red",
+    "OPTED_OUT": "text",
+}
+
+
+def green_only():
+    return {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
+
+
+def steps(*pairs):
+    """steps(("green", None), ("red", 1)) -> thresholds."""
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
+
+
+def target(expr, legend="__auto", ref="A", instant=False, fmt="time_series"):
+    t = {
+        "datasource": DS,
+        "editorMode": "code",
+        "expr": expr,
+        "format": fmt,
+        "instant": instant,
+        "legendFormat": legend,
+        "range": not instant,
+        "refId": ref,
+    }
+    return t
+
+
+def color_override(name, color):
+    return {
+        "matcher": {"id": "byName", "options": name},
+        "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
+    }
+
+
+def status_overrides():
+    return [color_override(k, v) for k, v in STATUS_COLORS.items()]
+
+
+class Dashboard:
+    def __init__(self):
+        self.panels = []
+        self.next_id = 1
+        self.y = 0
+        self.x = 0
+        self.row_h = 0
+
+    def _place(self, w, h):
+        if self.x + w > 24:
+            self.y += self.row_h
+            self.x = 0
+            self.row_h = 0
+        pos = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.x += w
+        self.row_h = max(self.row_h, h)
+        return pos
+
+    def row(self, title):
+        if self.x:
+            self.y += self.row_h
+            self.x = 0
+            self.row_h = 0
+        self.panels.append({
+            "collapsed": False,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+            "id": self.next_id,
+            "panels": [],
+            "title": title,
+            "type": "row",
+        })
+        self.next_id += 1
+        self.y += 1
+
+    def add(self, ptype, title, description, targets, w, h, unit=None, thresholds=None,
+            options=None, custom=None, overrides=None, mappings=None, transformations=None,
+            min_=None, max_=None, decimals=None, color=None):
+        defaults = {
+            "color": color or {"mode": "palette-classic" if ptype in ("timeseries", "piechart")
+                               else "thresholds"},
+            "mappings": mappings or [],
+            "thresholds": thresholds or green_only(),
+        }
+        if unit is not None:
+            defaults["unit"] = unit
+        if min_ is not None:
+            defaults["min"] = min_
+        if max_ is not None:
+            defaults["max"] = max_
+        if decimals is not None:
+            defaults["decimals"] = decimals
+        if custom is not None:
+            defaults["custom"] = custom
+        panel = {
+            "datasource": DS,
+            "description": description,
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+            "gridPos": self._place(w, h),
+            "id": self.next_id,
+            "options": options or {},
+            "targets": targets,
+            "title": title,
+            "type": ptype,
+        }
+        if transformations:
+            panel["transformations"] = transformations
+        self.panels.append(panel)
+        self.next_id += 1
+        return panel
+
+    # -- panel kinds -----------------------------------------------------------------------
+
+    def stat(self, title, description, targets, w=4, h=4, unit="short", thresholds=None,
+             mappings=None, graph=True, text_mode="auto", color_mode="value", decimals=None):
+        return self.add("stat", title, description, targets, w, h, unit=unit,
+                        thresholds=thresholds, mappings=mappings, decimals=decimals,
+                        options={
+                            "colorMode": color_mode,
+                            "graphMode": "area" if graph else "none",
+                            "justifyMode": "auto",
+                            "orientation": "auto",
+                            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "showPercentChange": False,
+                            "textMode": text_mode,
+                            "wideLayout": True,
+                        })
+
+    def timeseries(self, title, description, targets, w=12, h=8, unit="short", stack=False,
+                   thresholds=None, threshold_style="off", overrides=None, min_=0, max_=None,
+                   interpolation="linear", fill=10, decimals=None):
+        custom = {
+            "axisBorderShow": False,
+            "axisCenteredZero": False,
+            "axisColorMode": "text",
+            "axisLabel": "",
+            "axisPlacement": "auto",
+            "barAlignment": 0,
+            "drawStyle": "line",
+            "fillOpacity": 60 if stack else fill,
+            "gradientMode": "none",
+            "hideFrom": {"legend": False, "tooltip": False, "viz": False},
+            "insertNulls": False,
+            "lineInterpolation": interpolation,
+            "lineWidth": 1,
+            "pointSize": 5,
+            "scaleDistribution": {"type": "linear"},
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+            "thresholdsStyle": {"mode": threshold_style},
+        }
+        return self.add("timeseries", title, description, targets, w, h, unit=unit,
+                        thresholds=thresholds, custom=custom, overrides=overrides, min_=min_,
+                        max_=max_, decimals=decimals,
+                        options={
+                            "legend": {"calcs": ["lastNotNull", "max"], "displayMode": "table",
+                                       "placement": "bottom", "showLegend": True},
+                            "tooltip": {"mode": "multi", "sort": "desc"},
+                        })
+
+    def bargauge(self, title, description, targets, w=6, h=8, unit="short", thresholds=None,
+                 overrides=None, orientation="horizontal", min_=0, color=None):
+        return self.add("bargauge", title, description, targets, w, h, unit=unit,
+                        thresholds=thresholds, overrides=overrides, min_=min_, color=color,
+                        options={
+                            "displayMode": "gradient",
+                            "maxVizHeight": 300,
+                            "minVizHeight": 16,
+                            "minVizWidth": 8,
+                            "namePlacement": "auto",
+                            "orientation": orientation,
+                            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "showUnfilled": True,
+                            "sizing": "auto",
+                            "valueMode": "color",
+                        })
+
+    def piechart(self, title, description, targets, w=6, h=8, unit="short"):
+        return self.add("piechart", title, description, targets, w, h, unit=unit,
+                        custom={"hideFrom": {"legend": False, "tooltip": False, "viz": False}},
+                        options={
+                            "displayLabels": ["percent"],
+                            "legend": {"displayMode": "table", "placement": "right",
+                                       "showLegend": True, "values": ["value", "percent"]},
+                            "pieType": "donut",
+                            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "tooltip": {"mode": "single", "sort": "none"},
+                        })
+
+    def gauge(self, title, description, targets, w=6, h=8, unit="none", thresholds=None,
+              min_=0, max_=100, decimals=None):
+        return self.add("gauge", title, description, targets, w, h, unit=unit,
+                        thresholds=thresholds, min_=min_, max_=max_, decimals=decimals,
+                        options={
+                            "minVizHeight": 75,
+                            "minVizWidth": 75,
+                            "orientation": "auto",
+                            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "showThresholdLabels": False,
+                            "showThresholdMarkers": True,
+                            "sizing": "auto",
+                        })
+
+    def table(self, title, description, targets, w=12, h=10, overrides=None,
+              transformations=None, sort_by=None, unit=None):
+        return self.add("table", title, description, targets, w, h, unit=unit,
+                        overrides=overrides, transformations=transformations,
+                        custom={"align": "auto", "cellOptions": {"type": "auto"},
+                                "filterable": True, "inspect": False},
+                        options={
+                            "cellHeight": "sm",
+                            "footer": {"countRows": False, "fields": "", "reducer": ["sum"],
+                                       "show": False},
+                            "showHeader": True,
+                            "sortBy": sort_by or [],
+                        })
+
+    def heatmap(self, title, description, targets, w=12, h=8):
+        return self.add("heatmap", title, description, targets, w, h,
+                        custom={"hideFrom": {"legend": False, "tooltip": False, "viz": False},
+                                "scaleDistribution": {"type": "linear"}},
+                        options={
+                            "calculate": False,
+                            "cellGap": 1,
+                            "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme",
+                                      "reverse": False, "scale": "exponential",
+                                      "scheme": "Oranges", "steps": 64},
+                            "exemplars": {"color": "rgba(255,0,255,0.7)"},
+                            "filterValues": {"le": 1e-9},
+                            "legend": {"show": True},
+                            "rowsFrame": {"layout": "auto", "value": "Chats"},
+                            "tooltip": {"mode": "single", "showColorScale": False,
+                                        "yHistogram": False},
+                            "yAxis": {"axisLabel": "score ≤", "axisPlacement": "left",
+                                      "reverse": False, "unit": "none"},
+                        })
+
+
+def variables():
+    def query_var(name, label, query, description):
+        return {
+            "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "datasource": DS,
+            "definition": query,
+            "description": description,
+            "hide": 0,
+            "includeAll": True,
+            "label": label,
+            "multi": True,
+            "name": name,
+            "options": [],
+            # The plain-string form: every Grafana 10/11 Prometheus data source parses it into
+            # its variable editor (label values of a metric) and runs it.
+            "query": query,
+            "refresh": 2,
+            "regex": "",
+            "skipUrlSync": False,
+            "sort": 1,
+            "type": "query",
+        }
+
+    return {"list": [
+        {
+            "current": {},
+            "description": "Prometheus data source that scrapes linq-exporter.",
+            "hide": 0,
+            "includeAll": False,
+            "label": "Data source",
+            "multi": False,
+            "name": "datasource",
+            "options": [],
+            "query": "prometheus",
+            "refresh": 1,
+            "regex": "",
+            "skipUrlSync": False,
+            "type": "datasource",
+        },
+        query_var("job", "Job", "label_values(linq_up, job)",
+                  "Prometheus job(s) scraping linq-exporter."),
+        query_var("instance", "Instance", 'label_values(linq_up{job=~"$job"}, instance)',
+                  "Exporter instance(s). With redundant exporters on one Linq account, pick one: "
+                  "counts are summed over the selected instances."),
+        query_var("phone_number", "Number",
+                  'label_values(linq_chats{job=~"$job", instance=~"$instance"}, phone_number)',
+                  "Linq phone number(s) the chats belong to."),
+        query_var("service", "Service",
+                  'label_values(linq_chats{job=~"$job", instance=~"$instance", '
+                  'phone_number=~"$phone_number"}, service)',
+                  "Chat service (iMessage, SMS, RCS, ...). Health-status and score-bucket panels "
+                  "ignore it: the exporter aggregates those per number only."),
+    ]}
+
+
+def dashboard_json(uid, title, description, tags, dash, refresh="1m", time_from="now-6h"):
+    return {
+        "annotations": {"list": []},
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [{
+            "asDropdown": False,
+            "icon": "external link",
+            "includeVars": True,
+            "keepTime": True,
+            "tags": ["linq-exporter"],
+            "targetBlank": False,
+            "title": "Linq dashboards",
+            "tooltip": "",
+            "type": "dashboards",
+            "url": "",
+        }],
+        "panels": dash.panels,
+        "refresh": refresh,
+        "schemaVersion": 39,
+        "tags": tags,
+        "templating": variables(),
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "timezone": "",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# linq-chats.json
+# ------------------------------------------------------------------------------------------------
+
+def chats_dashboard():
+    d = Dashboard()
+    per_number_note = (" The service filter does not apply: the exporter aggregates health per "
+                       "number.")
+
+    d.row("Overview")
+    d.stat("Chats", "Chats in the last complete sweep (linq_chats), for the selected numbers and "
+           "services.", [target(f"sum(linq_chats{{{SVC}}})")])
+    d.stat("Archived chats", "Chats marked archived in Linq.",
+           [target(f'sum(linq_chats{{{SVC}, is_archived="true"}})')])
+    d.stat("Group chats", "Chats with more than one other participant.",
+           [target(f'sum(linq_chats{{{SVC}, is_group="true"}})')])
+    d.stat("Phone numbers", "Linq phone numbers with chats.",
+           [target(f"count(count by (phone_number) (linq_chats{{{SVC}}}))")], graph=False)
+    d.stat("CRITICAL chats", "Chats whose Linq health status is CRITICAL." + per_number_note,
+           [target(f'sum(linq_chats_by_health_status{{{NUM}, status="CRITICAL"}})')],
+           thresholds=steps(("green", None), ("red", 1)))
+    d.stat("AT_RISK chats", "Chats whose Linq health status is AT_RISK." + per_number_note,
+           [target(f'sum(linq_chats_by_health_status{{{NUM}, status="AT_RISK"}})')],
+           thresholds=steps(("green", None), ("orange", 1)))
+
+    d.piechart("Chats by service", "Chats by the service Linq reports for the chat "
+               "(unknown: Linq sent none).",
+               [target(f"sum by (service) (linq_chats{{{SVC}}})", legend="{{service}}",
+                       instant=True)])
+    d.gauge("Mean health score", "Mean Linq health score (0-100) of the scored chats. Red below "
+            "30, amber below 60. Computed from the per-chat series at the current time only.",
+            [target(f"avg(linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} "
+                    f"linq_chat_info{{{SVC}}})", instant=True)],
+            thresholds=SCORE_THRESHOLDS, decimals=1)
+    d.bargauge("Chats by health status now", "Chats by Linq health status now (chats without a "
+               "health status are not counted)." + per_number_note,
+               [target(f"sum by (status) (linq_chats_by_health_status{{{NUM}}})",
+                       legend="{{status}}", instant=True)],
+               overrides=status_overrides(), color={"mode": "fixed", "fixedColor": "blue"})
+    d.bargauge("Health score distribution", "Scored chats per band of 10 health points: the "
+               "bar labelled 30 counts scores above 20 and at most 30. Red bands are below "
+               "30, amber below 60." + per_number_note,
+               [target(f"sum by (le) (linq_chats_by_health_score{{{NUM}}})", legend="{{le}}",
+                       instant=True, fmt="heatmap")],
+               orientation="vertical", color={"mode": "fixed", "fixedColor": "green"},
+               overrides=[color_override(str(le), "red") for le in (10, 20, 30)]
+               + [color_override(str(le), "orange") for le in (40, 50, 60)])
+
+    d.row("Health over time")
+    d.timeseries("Chats by health status over time", "Chats per Linq health status over time."
+                 + per_number_note,
+                 [target(f"sum by (status) (linq_chats_by_health_status{{{NUM}}})",
+                         legend="{{status}}")],
+                 stack=True, overrides=status_overrides())
+    d.timeseries("AT_RISK or CRITICAL share per number", "Share of each number's chats (of "
+                 "those with a health status) that are AT_RISK or CRITICAL. The "
+                 "LinqChatsAtRiskHigh alert fires above 10% for 15 minutes.",
+                 [target(f'sum by (phone_number) (linq_chats_by_health_status{{{NUM}, '
+                         f'status=~"AT_RISK|CRITICAL"}}) / sum by (phone_number) '
+                         f'(linq_chats_by_health_status{{{NUM}}})', legend="{{phone_number}}")],
+                 unit="percentunit", thresholds=steps(("green", None), ("red", 0.1)),
+                 threshold_style="line", max_=None)
+    d.heatmap("Health score distribution over time", "Scored chats per band of 10 health "
+              "points over time (from linq_chats_by_health_score)." + per_number_note,
+              [target(f"sum by (le) (linq_chats_by_health_score{{{NUM}}})", legend="{{le}}",
+                      fmt="heatmap")])
+    d.timeseries("Estimated mean health score per number", "Mean score per number estimated "
+                 "from the exporter's score buckets (each chat counted at its band's midpoint, "
+                 "so within 5 points of the exact mean); cheap over long ranges at any number of "
+                 "chats. Red below 30, amber below 60." + per_number_note,
+                 [target(f'95 - 10 * sum by (phone_number) (linq_chats_by_health_score{{{NUM}, '
+                         f'le!="100"}}) / sum by (phone_number) (linq_chats_by_health_score'
+                         f'{{{NUM}, le="100"}})', legend="{{phone_number}}")],
+                 unit="none", min_=0, max_=100, thresholds=SCORE_THRESHOLDS,
+                 threshold_style="area", decimals=1)
+
+    d.row("Chats needing attention")
+    table_hide = {"Time": True, "job": True, "__name__": True}
+    d.table("Lowest-scoring chats", "The 25 scored chats with the lowest Linq health score, "
+            "with their service and flags. Red below 30, amber below 60.",
+            [target(f"bottomk(25, linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} "
+                    f"group_left (service, is_group, is_archived) linq_chat_info{{{SVC}}})",
+                    instant=True, fmt="table")],
+            overrides=[{
+                "matcher": {"id": "byName", "options": "Score"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                    {"id": "thresholds", "value": SCORE_THRESHOLDS},
+                    {"id": "unit", "value": "none"},
+                ],
+            }],
+            transformations=[{"id": "organize", "options": {
+                "excludeByName": table_hide,
+                "indexByName": {"chat_id": 0, "phone_number": 1, "service": 2, "is_group": 3,
+                                "is_archived": 4, "Value": 5, "instance": 6},
+                "renameByName": {"Value": "Score", "chat_id": "Chat", "phone_number": "Number",
+                                 "service": "Service", "is_group": "Group",
+                                 "is_archived": "Archived", "instance": "Exporter"},
+            }}],
+            sort_by=[{"desc": False, "displayName": "Score"}])
+    d.table("CRITICAL and AT_RISK chats", "Up to 100 chats whose Linq health status is CRITICAL "
+            "or AT_RISK, lowest score first; chats that carry a status but no score come first, "
+            "shown as 'no score'.",
+            [target(f"bottomk(100, ((linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} group_left "
+                    f'(status) linq_chat_health_status{{{NUM}, status=~"CRITICAL|AT_RISK"}}) '
+                    f"or {CHAT_JOIN} (-1 * linq_chat_health_status{{{NUM}, "
+                    f'status=~"CRITICAL|AT_RISK"}})) * {CHAT_JOIN} group_left (service, '
+                    f"is_group, is_archived) linq_chat_info{{{SVC}}})", instant=True,
+                    fmt="table")],
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "Score"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                        {"id": "thresholds", "value": SCORE_THRESHOLDS},
+                        {"id": "unit", "value": "none"},
+                        {"id": "mappings", "value": [{
+                            "options": {"-1": {"color": "transparent", "index": 0,
+                                               "text": "no score"}},
+                            "type": "value"}]},
+                    ],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Status"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                        {"id": "mappings", "value": [{
+                            "options": {
+                                "CRITICAL": {"color": "red", "index": 0},
+                                "AT_RISK": {"color": "orange", "index": 1},
+                            },
+                            "type": "value"}]},
+                    ],
+                },
+            ],
+            transformations=[{"id": "organize", "options": {
+                "excludeByName": table_hide,
+                "indexByName": {"chat_id": 0, "phone_number": 1, "status": 2, "Value": 3,
+                                "service": 4, "is_group": 5, "is_archived": 6, "instance": 7},
+                "renameByName": {"Value": "Score", "chat_id": "Chat", "phone_number": "Number",
+                                 "status": "Status", "service": "Service", "is_group": "Group",
+                                 "is_archived": "Archived", "instance": "Exporter"},
+            }}],
+            sort_by=[{"desc": False, "displayName": "Score"}])
+
+    d.row("Chats and participants")
+    d.timeseries("Chats by service over time", "Chats per service over time.",
+                 [target(f"sum by (service) (linq_chats{{{SVC}}})", legend="{{service}}")],
+                 w=8, stack=True)
+    d.timeseries("Chats by type over time", "Direct and group chats, active and archived, over time.",
+                 [target(f'sum by (is_group, is_archived) (linq_chats{{{SVC}}})',
+                         legend="group={{is_group}} archived={{is_archived}}")], w=8, stack=True)
+    d.timeseries("Participants by status over time", "Participants (handles other than the business "
+                 "number, across all chats) by status: active, left, removed, unknown.",
+                 [target(f"sum by (status) (linq_chat_participants{{{SVC}}})",
+                         legend="{{status}}")],
+                 w=8, stack=True, overrides=[color_override("active", "green"),
+                                             color_override("left", "orange"),
+                                             color_override("removed", "red"),
+                                             color_override("unknown", "text")])
+
+    d.row("Per number")
+    per_number = [
+        ("A", f"sum by (phone_number) (linq_chats{{{SVC}}})", "Chats"),
+        ("B", f'sum by (phone_number) (linq_chats{{{SVC}, is_archived="true"}}) or '
+              f"0 * sum by (phone_number) (linq_chats{{{SVC}}})", "Archived"),
+        ("C", f'sum by (phone_number) (linq_chats{{{SVC}, is_group="true"}}) or '
+              f"0 * sum by (phone_number) (linq_chats{{{SVC}}})", "Group"),
+        ("D", f'sum by (phone_number) (linq_chats_by_health_status{{{NUM}, '
+              f'status="CRITICAL"}})', "CRITICAL"),
+        ("E", f'sum by (phone_number) (linq_chats_by_health_status{{{NUM}, '
+              f'status="AT_RISK"}})', "AT_RISK"),
+        ("F", f"avg by (phone_number) (linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} "
+              f"linq_chat_info{{{SVC}}})", "Mean score"),
+        ("G", f'sum by (phone_number) (linq_chat_participants{{{SVC}, status="active"}})',
+         "Active participants"),
+    ]
+    d.table("Per-number summary", "One row per Linq number: chats, archived and group chats, CRITICAL and "
+            "AT_RISK chats (all services), mean health score and active participants.",
+            [target(expr, ref=ref, instant=True, fmt="table") for ref, expr, _ in per_number],
+            w=24, h=7,
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "Mean score"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                        {"id": "thresholds", "value": SCORE_THRESHOLDS},
+                        {"id": "decimals", "value": 1},
+                    ],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "CRITICAL"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                        {"id": "thresholds", "value": steps(("green", None), ("red", 1))},
+                    ],
+                },
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {
+                    "excludeByName": {"Time": True},
+                    "indexByName": {"phone_number": 0, **{f"Value #{ref}": i + 1
+                                                          for i, (ref, _, _) in
+                                                          enumerate(per_number)}},
+                    "renameByName": {"phone_number": "Number",
+                                     **{f"Value #{ref}": name for ref, _, name in per_number}},
+                }},
+            ],
+            sort_by=[{"desc": True, "displayName": "Chats"}])
+    d.timeseries("Chats per number", "Chats per Linq number over time.",
+                 [target(f"sum by (phone_number) (linq_chats{{{SVC}}})",
+                         legend="{{phone_number}}")])
+    d.timeseries("CRITICAL chats per number", "CRITICAL chats per Linq number over time."
+                 + per_number_note,
+                 [target(f'sum by (phone_number) (linq_chats_by_health_status{{{NUM}, '
+                         f'status="CRITICAL"}})', legend="{{phone_number}}")])
+
+    return dashboard_json(
+        "linq-chats", "Linq / Chat health",
+        "Health of Linq (iMessage, SMS, RCS) business conversations from linq-exporter: chats, "
+        "health status and score, the chats that need attention, participants, per number.",
+        ["linq", "linq-exporter", "chat-health"], d)
+
+
+# ------------------------------------------------------------------------------------------------
+# linq-exporter.json
+# ------------------------------------------------------------------------------------------------
+
+def exporter_dashboard():
+    d = Dashboard()
+    rate = "$__rate_interval"
+
+    d.row("Status")
+    d.stat("Sweeps OK", "linq_up: UP when the exporter's last sweep of the Linq API completed.",
+           [target(f"linq_up{{{EXP}}}", legend="{{instance}}")],
+           mappings=[{"options": {"0": {"color": "red", "index": 0, "text": "DOWN"},
+                                  "1": {"color": "green", "index": 1, "text": "UP"}},
+                      "type": "value"}],
+           thresholds=steps(("red", None), ("green", 1)), graph=False, color_mode="background")
+    d.stat("Scrape", "Prometheus' up: whether the exporter answers scrapes.",
+           [target(f"up{{{EXP}}}", legend="{{instance}}")],
+           mappings=[{"options": {"0": {"color": "red", "index": 0, "text": "DOWN"},
+                                  "1": {"color": "green", "index": 1, "text": "UP"}},
+                      "type": "value"}],
+           thresholds=steps(("red", None), ("green", 1)), graph=False, color_mode="background")
+    d.stat("Since last good sweep", "Time since the last complete sweep. Normally below the "
+           "poll interval plus one sweep's duration; LinqExporterDataStale fires past 3 poll "
+           "intervals (180 s by default).",
+           [target(f"time() - linq_poll_last_success_timestamp_seconds{{{EXP}}}",
+                   legend="{{instance}}")],
+           unit="s", thresholds=steps(("green", None), ("orange", 120), ("red", 180)))
+    d.stat("Last sweep duration", "How long the last sweep (every page of every walk) took.",
+           [target(f"linq_poll_duration_seconds{{{EXP}}}", legend="{{instance}}")], unit="s",
+           thresholds=steps(("green", None), ("orange", 30), ("red", 60)))
+    d.stat("Uptime", "Time since the exporter process started.",
+           [target(f"time() - process_start_time_seconds{{{EXP}}}", legend="{{instance}}")],
+           unit="s", graph=False)
+    d.stat("Version", "linq_exporter_build_info: version and git revision.",
+           [target(f"linq_exporter_build_info{{{EXP}}}",
+                   legend="{{version}} ({{revision}})", instant=True)],
+           text_mode="name", graph=False, color_mode="none")
+
+    d.stat("Chats in snapshot", "Chats in the served snapshot, for the selected numbers and "
+           "services.", [target(f"sum(linq_chats{{{SVC}}})")], w=6)
+    d.stat("Sweep success ratio", "Share of sweeps that completed over the dashboard's time "
+           "range.",
+           [target(f'sum(increase(linq_polls_total{{{EXP}, result="success"}}[$__range])) / '
+                   f"sum(increase(linq_polls_total{{{EXP}}}[$__range]))", instant=True)],
+           w=6, unit="percentunit", graph=False, decimals=1,
+           thresholds=steps(("red", None), ("orange", 0.9), ("green", 0.99)))
+    d.stat("Series rendered", "Series in the last /metrics render (linq_exporter_series).",
+           [target(f"sum(linq_exporter_series{{{EXP}}})")], w=6)
+    d.stat("Chat series dropped", "Chats left without per-chat series by the "
+           "--linq.max-chat-series cap (aggregates still count them).",
+           [target(f"sum(linq_exporter_chat_series_dropped{{{EXP}}})")], w=6,
+           thresholds=steps(("green", None), ("orange", 1)))
+
+    d.row("Sweeps")
+    d.timeseries("Sweeps by result", "Sweeps per minute, by result.",
+                 [target(f"sum by (result) (60 * rate(linq_polls_total{{{EXP}}}[{rate}]))",
+                         legend="{{result}}")],
+                 w=8, unit="opm", overrides=[color_override("success", "green"),
+                                             color_override("failure", "red")])
+    d.timeseries("Failed sweeps by cause", "Failed sweeps per minute by why they failed: http, "
+                 "timeout, connect, decode, pagination, key_file.",
+                 [target(f"sum by (kind) (60 * rate(linq_poll_failures_total{{{EXP}}}[{rate}]))",
+                         legend="{{kind}}")], w=8, unit="opm")
+    d.timeseries("Sweep duration", "Duration of the last sweep, per exporter.",
+                 [target(f"linq_poll_duration_seconds{{{EXP}}}", legend="{{instance}}")],
+                 w=8, unit="s")
+    d.timeseries("Sweeps OK over time", "linq_up over time: 1 while the last sweep completed.",
+                 [target(f"linq_up{{{EXP}}}", legend="{{instance}}")], w=8, unit="none",
+                 max_=1, interpolation="stepAfter")
+    d.timeseries("Time since last good sweep", "Age of the served snapshot. LinqExporterDataStale "
+                 "fires past 180 s (3 default poll intervals).",
+                 [target(f"time() - linq_poll_last_success_timestamp_seconds{{{EXP}}}",
+                         legend="{{instance}}")],
+                 w=8, unit="s", thresholds=steps(("green", None), ("red", 180)),
+                 threshold_style="line")
+    d.timeseries("Series", "Series in each /metrics render, and chats whose per-chat series the "
+                 "--linq.max-chat-series cap dropped.",
+                 [target(f"linq_exporter_series{{{EXP}}}", legend="series {{instance}}"),
+                  target(f"linq_exporter_chat_series_dropped{{{EXP}}}", ref="B",
+                         legend="dropped chats {{instance}}")], w=8)
+
+    d.row("Linq API")
+    d.timeseries("Requests by status code", "HTTP responses from the Linq API per second, by "
+                 "endpoint and status code.",
+                 [target(f"sum by (endpoint, status_code) "
+                         f"(rate(linq_api_requests_total{{{EXP}}}[{rate}]))",
+                         legend="{{endpoint}} {{status_code}}")], unit="reqps")
+    d.timeseries("Errors by kind", "Failed requests per second by kind: http (4xx/5xx), "
+                 "timeout, connect, decode (unexpected body), pagination (cursor loop).",
+                 [target(f"sum by (endpoint, kind) (rate(linq_api_errors_total{{{EXP}}}[{rate}]))",
+                         legend="{{endpoint}} {{kind}}")], unit="reqps")
+    d.timeseries("Errors by Linq error code", "Errors per second that carried a Linq error code "
+                 "in the body, by HTTP status and code (e.g. 2004 unauthorized). 401/403 fire "
+                 "LinqApiUnauthorized.",
+                 [target(f'sum by (status_code, error_code) (rate(linq_api_errors_total{{{EXP}, '
+                         f'error_code!=""}}[{rate}]))',
+                         legend="{{status_code}} code {{error_code}}")], w=8, unit="reqps")
+    d.timeseries("Error ratio", "Failed requests as a share of responses, per endpoint. "
+                 "LinqApiErrorRateHigh fires above 10% (10-minute rate) for 15 minutes.",
+                 [target(f"sum by (endpoint) (rate(linq_api_errors_total{{{EXP}}}[{rate}])) / "
+                         f"sum by (endpoint) (rate(linq_api_requests_total{{{EXP}}}[{rate}]))",
+                         legend="{{endpoint}}")],
+                 w=8, unit="percentunit", thresholds=steps(("green", None), ("red", 0.1)),
+                 threshold_style="line")
+    d.timeseries("Retries", "Requests retried per second (408, 409, 429, 5xx, timeouts, "
+                 "connection errors), by endpoint.",
+                 [target(f"sum by (endpoint) (rate(linq_api_retries_total{{{EXP}}}[{rate}]))",
+                         legend="{{endpoint}}")], w=8, unit="reqps")
+    d.timeseries("Request latency", "Linq API request latency percentiles from the "
+                 "linq_api_request_duration_seconds histogram, by endpoint.",
+                 [target(f"histogram_quantile({q}, sum by (endpoint, le) "
+                         f"(rate(linq_api_request_duration_seconds_bucket{{{EXP}}}[{rate}])))",
+                         ref=ref, legend=f"p{int(q * 100)} {{{{endpoint}}}}")
+                  for ref, q in (("A", 0.5), ("B", 0.95), ("C", 0.99))], unit="s")
+    d.timeseries("Mean latency and request rate", "Mean request latency by endpoint (left) and "
+                 "timed requests per second (right).",
+                 [target(f"sum by (endpoint) (rate(linq_api_request_duration_seconds_sum{{{EXP}}}"
+                         f"[{rate}])) / sum by (endpoint) "
+                         f"(rate(linq_api_request_duration_seconds_count{{{EXP}}}[{rate}]))",
+                         legend="mean {{endpoint}}"),
+                  target(f"sum by (endpoint) (rate(linq_api_request_duration_seconds_count"
+                         f"{{{EXP}}}[{rate}]))", ref="B", legend="requests {{endpoint}}")],
+                 unit="s", overrides=[{
+                     "matcher": {"id": "byFrameRefID", "options": "B"},
+                     "properties": [{"id": "unit", "value": "reqps"},
+                                    {"id": "custom.axisPlacement", "value": "right"}],
+                 }])
+
+    d.row("Process")
+    d.timeseries("Memory", "Resident and virtual memory of the exporter process.",
+                 [target(f"process_resident_memory_bytes{{{EXP}}}", legend="resident {{instance}}"),
+                  target(f"process_virtual_memory_bytes{{{EXP}}}", ref="B",
+                         legend="virtual {{instance}}")], w=8, unit="bytes")
+    d.timeseries("CPU", "CPU used by the exporter process (100% = one core).",
+                 [target(f"rate(process_cpu_seconds_total{{{EXP}}}[{rate}])",
+                         legend="{{instance}}")], w=8, unit="percentunit")
+    d.timeseries("File descriptors", "Open file descriptors (left) and their share of the limit "
+                 "process_max_fds (right).",
+                 [target(f"process_open_fds{{{EXP}}}", legend="open {{instance}}"),
+                  target(f"process_open_fds{{{EXP}}} / process_max_fds{{{EXP}}}", ref="B",
+                         legend="used {{instance}}")],
+                 w=8, overrides=[{
+                     "matcher": {"id": "byFrameRefID", "options": "B"},
+                     "properties": [{"id": "unit", "value": "percentunit"},
+                                    {"id": "custom.axisPlacement", "value": "right"}],
+                 }])
+
+    return dashboard_json(
+        "linq-exporter", "Linq / Exporter",
+        "Health of linq-exporter itself: sweeps of the Linq API, API requests, errors, latency "
+        "and retries, and the exporter process.",
+        ["linq", "linq-exporter", "exporter"], d, refresh="30s", time_from="now-3h")
+
+
+# ------------------------------------------------------------------------------------------------
+# Grafana-managed alert rules, from deploy/prometheus/alerts.yaml
+# ------------------------------------------------------------------------------------------------
+
+def grafana_threshold(alertname, op, number):
+    """Map a Prometheus comparison to a Grafana threshold expression (gt / lt)."""
+    value = float(number)
+    if op == ">":
+        return "gt", value
+    if op == "<":
+        return "lt", value
+    if op == "==" and value == 0:
+        return "lt", 1.0  # our == 0 rules are over 0/1 gauges (up, linq_up)
+    if op == "==" and value == 1:
+        return "gt", 0.0  # linq_chat_health_status is 1 or absent
+    raise SystemExit(f"{alertname}: no Grafana threshold for '{op} {number}'")
+
+
+def grafana_template(text):
+    # In Grafana templates $value is every expression's value; the reduced query value is B.
+    return text.replace("$value", "$values.B.Value")
+
+
+def grafana_uid(alertname):
+    out = []
+    for i, c in enumerate(alertname):
+        if c.isupper() and i:
+            out.append("-")
+        out.append(c.lower())
+    return "".join(out)[:40]
+
+
+def grafana_alerts():
+    with open(os.path.join(ROOT, "deploy", "prometheus", "alerts.yaml")) as f:
+        prom = yaml.safe_load(f)
+    groups = []
+    for group in prom["groups"]:
+        rules = []
+        for rule in group["rules"]:
+            name = rule["alert"]
+            expr = rule["expr"].strip()
+            # Query A is the Prometheus expression itself, comparison included: Prometheus does
+            # the filtering, so Grafana receives only the breaching series (one per low-scoring
+            # chat, not 100k), exactly as Prometheus would alert. B takes each series' value and
+            # the threshold C restates the comparison for Grafana's UI.
+            query = expr
+            if promql.unwrap_absent(expr) is not None:
+                kind, value = "gt", 0.0
+            else:
+                split = promql.split_final_comparison(expr)
+                if split is None:
+                    raise SystemExit(f"{name}: expression does not end in a comparison")
+                _lhs, op, number = split
+                kind, value = grafana_threshold(name, op, number)
+            # One line: Grafana's query editor shows it as such (no string literal in our rules
+            # holds repeated whitespace, so this does not change the query).
+            query = re.sub(r"\s+", " ", query)
+            query = re.sub(r"\(\s+", "(", query)
+            query = re.sub(r"\s+\)", ")", query)
+            value = int(value) if value == int(value) else value
+            rules.append({
+                "uid": grafana_uid(name),
+                "title": name,
+                "condition": "C",
+                "data": [
+                    {
+                        "refId": "A",
+                        "relativeTimeRange": {"from": 600, "to": 0},
+                        "datasourceUid": ALERT_DATASOURCE_UID,
+                        "model": {
+                            "datasource": {"type": "prometheus", "uid": ALERT_DATASOURCE_UID},
+                            "editorMode": "code",
+                            "expr": query,
+                            "instant": True,
+                            "intervalMs": 1000,
+                            "legendFormat": "__auto",
+                            "maxDataPoints": 43200,
+                            "range": False,
+                            "refId": "A",
+                        },
+                    },
+                    {
+                        "refId": "B",
+                        "relativeTimeRange": {"from": 0, "to": 0},
+                        "datasourceUid": "__expr__",
+                        "model": {
+                            "datasource": {"type": "__expr__", "uid": "__expr__"},
+                            "expression": "A",
+                            "intervalMs": 1000,
+                            "maxDataPoints": 43200,
+                            "reducer": "last",
+                            "settings": {"mode": "dropNN"},
+                            "refId": "B",
+                            "type": "reduce",
+                        },
+                    },
+                    {
+                        "refId": "C",
+                        "relativeTimeRange": {"from": 0, "to": 0},
+                        "datasourceUid": "__expr__",
+                        "model": {
+                            "conditions": [{
+                                "evaluator": {"params": [value], "type": kind},
+                                "operator": {"type": "and"},
+                                "query": {"params": ["C"]},
+                                "reducer": {"params": [], "type": "last"},
+                                "type": "query",
+                            }],
+                            "datasource": {"type": "__expr__", "uid": "__expr__"},
+                            "expression": "B",
+                            "intervalMs": 1000,
+                            "maxDataPoints": 43200,
+                            "refId": "C",
+                            "type": "threshold",
+                        },
+                    },
+                ],
+                # No data means nothing breaches (as for Prometheus); the absence of the exporter
+                # itself is LinqExporterAbsent's job.
+                "noDataState": "OK",
+                "execErrState": "Error",
+                "for": rule.get("for", "0m"),
+                "annotations": {k: grafana_template(v)
+                                for k, v in rule.get("annotations", {}).items()},
+                "labels": dict(rule.get("labels", {})),
+                "isPaused": False,
+            })
+        groups.append({
+            "orgId": 1,
+            "name": group["name"],
+            "folder": ALERT_FOLDER,
+            "interval": "1m",
+            "rules": rules,
+        })
+    return {"apiVersion": 1, "groups": groups}
+
+
+GRAFANA_ALERTS_HEADER = """\
+# Grafana-managed alert rules for linq-exporter (Grafana alerting file provisioning).
+#
+# GENERATED from deploy/prometheus/alerts.yaml by scripts/dashboards/generate.py: the same alerts,
+# expressions, thresholds, durations, labels and annotations. Do not edit by hand; edit the
+# Prometheus rules (or the generator) and re-run it.
+#
+# Each rule: A runs the Prometheus alert expression (so Prometheus returns only the breaching
+# series), B reduces each series to its last value, C is the threshold (the same comparison).
+# Annotations use $values.B.Value where the Prometheus rules use $value.
+#
+# Copy into Grafana's provisioning/alerting/ directory. Each rule queries the Prometheus data source
+# with uid "{uid}" (provisioned by ../datasources/prometheus.yaml). If yours has another uid:
+#   sed -i 's/\\([uU]id\\): {uid}$/\\1: <your-uid>/' linq-alerts.yaml
+# Rules go to the folder "{folder}"; notifications follow your Grafana notification policies (route
+# on the severity label).
+"""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper, data):
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def render_outputs():
+    out = {}
+    for name, dash in (("linq-chats.json", chats_dashboard()),
+                       ("linq-exporter.json", exporter_dashboard())):
+        out[os.path.join("dashboards", name)] = json.dumps(dash, indent=2,
+                                                           ensure_ascii=False) + "\n"
+    alerts = grafana_alerts()
+    out[os.path.join("dashboards", "provisioning", "alerting", "linq-alerts.yaml")] = (
+        GRAFANA_ALERTS_HEADER.format(uid=ALERT_DATASOURCE_UID, folder=ALERT_FOLDER)
+        + yaml.dump(alerts, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
+    )
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true",
+                    help="fail when a committed file differs from the generated one")
+    args = ap.parse_args()
+    stale = []
+    for rel, content in render_outputs().items():
+        path = os.path.join(ROOT, rel)
+        current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+        if args.check:
+            if current != content:
+                stale.append(rel)
+            continue
+        if current != content:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(content)
+            print(f"wrote {rel}")
+    if stale:
+        print("out of date (run python3 scripts/dashboards/generate.py): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
