@@ -148,6 +148,21 @@ pub struct Cli {
     )]
     pub telemetry_path: TelemetryPath,
 
+    /// TLS, mutual TLS, basic auth and headers, in Prometheus exporter-toolkit's web config format.
+    #[arg(long = "web.config.file", env = "LINQ_EXPORTER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
+    /// How often the web config file and the certificates it names are checked for changes.
+    #[arg(long = "web.config.reload-interval", env = "LINQ_EXPORTER_WEB_CONFIG_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub web_config_reload_interval: Duration,
+
+    /// Also serve /healthz and /readyz over plain HTTP here (for kubelet probes when TLS requires client certificates).
+    #[arg(
+        long = "web.probe-listen-address",
+        env = "LINQ_EXPORTER_PROBE_LISTEN_ADDRESS"
+    )]
+    pub probe_listen_address: Option<ListenAddress>,
+
     /// /readyz turns 503 when the last good sweep is older than this. Default: 3 x poll interval.
     #[arg(long = "web.ready-max-age", env = "LINQ_EXPORTER_READY_MAX_AGE", value_parser = parse_duration)]
     pub ready_max_age: Option<Duration>,
@@ -274,5 +289,8 @@ pub enum Command {
         /// How long to wait for an answer.
         #[arg(long = "timeout", default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
+        /// With an https URL: do not verify the server certificate (a self-signed one on localhost).
+        #[arg(long = "insecure", default_value_t = false)]
+        insecure: bool,
     },
 }

@@ -276,6 +276,12 @@ pub struct Config {
     pub listen_address: SocketAddr,
     /// Metrics path.
     pub telemetry_path: String,
+    /// `--web.config.file`.
+    pub web_config_file: Option<PathBuf>,
+    /// How often the web config is checked for changes.
+    pub web_config_reload_interval: Duration,
+    /// Plain-HTTP listener for the probes only.
+    pub probe_listen_address: Option<SocketAddr>,
     /// Max age of the last good sweep for readiness.
     pub ready_max_age: Duration,
     /// Run one sweep and print.
@@ -436,6 +442,11 @@ impl TryFrom<&Cli> for Config {
             chat_display_name: cli.chat_display_name,
             listen_address: cli.listen_address.0,
             telemetry_path: cli.telemetry_path.0.clone(),
+            web_config_file: cli.web_config_file.clone(),
+            web_config_reload_interval: cli
+                .web_config_reload_interval
+                .max(Duration::from_millis(100)),
+            probe_listen_address: cli.probe_listen_address.map(|a| a.0),
             ready_max_age: cli.ready_max_age.unwrap_or(cli.poll_interval * 3),
             once: cli.once,
             demo,

@@ -10,6 +10,8 @@
 //!   snapshot once per sweep (plain and gzip); [`self_metrics`]: the exporter's own live metrics.
 //! - [`poller`]: the sweep loop that builds and publishes snapshots; [`state`]: what the poller
 //!   and the server share; [`server`]: the axum router; [`status_page`]: the `/` HTML page.
+//! - [`web_config`]: the `--web.config.file` (TLS, mTLS, basic auth, headers); [`tls`]: its
+//!   reloading and the TLS listener.
 //! - [`demo`]: the simulated Linq API behind `--demo`, the tests and the benchmarks.
 //! - [`error`]: typed errors whose variants become the `kind` label of the error counters.
 
@@ -27,6 +29,8 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod status_page;
+pub mod tls;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,6 +65,9 @@ pub enum RunError {
     /// Binding or serving failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// `--web.config.file` is invalid.
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     /// `--once`: the sweep failed.
     #[error("sweep failed: {0}")]
     Sweep(#[from] SweepError),
@@ -156,16 +163,51 @@ pub async fn run(
     let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
     let supervisor = supervise(poller_task, stop_rx, state.clone());
 
-    tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, "listening");
-    let app = server::router(state);
+    let web = match &config.web_config_file {
+        Some(path) => {
+            let handle = tls::WebConfigHandle::new(web_config::load(path)?);
+            tls::spawn_reloader(
+                path.clone(),
+                handle.clone(),
+                config.web_config_reload_interval,
+            );
+            handle
+        }
+        None => tls::WebConfigHandle::new(web_config::WebConfig::plain()),
+    };
+    if let Some(addr) = config.probe_listen_address {
+        let probe = TcpListener::bind(addr).await?;
+        tracing::info!(address = %probe.local_addr()?, "probe listener (plain HTTP, /healthz and /readyz only)");
+        let mut stop = stop_tx.subscribe();
+        let app = server::probe_router(state.clone());
+        tokio::spawn(async move {
+            let serving = axum::serve(probe, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "probe listener failed");
+            }
+        });
+    }
+
+    let tls_on = web.current().tls.is_some();
+    tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, tls = tls_on, basic_auth = web.current().basic_auth.is_some(), "listening");
+    let app = server::with_web_config(server::router(state), web.clone());
     let stop_on_shutdown = stop_tx.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stop_on_shutdown.send(true);
-        })
-        .await?;
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_on_shutdown.send(true);
+    };
+    if tls_on {
+        axum::serve(tls::TlsListener::new(listener, web)?, app)
+            .with_graceful_shutdown(graceful)
+            .await?;
+    } else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await?;
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
     Ok(())

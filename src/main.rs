@@ -46,8 +46,12 @@ async fn shutdown_signal() {
     }
 }
 
-async fn healthcheck(url: &str, timeout: Duration) -> bool {
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
+async fn healthcheck(url: &str, timeout: Duration, insecure: bool) -> bool {
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .danger_accept_invalid_certs(insecure)
+        .build()
+    {
         Ok(c) => c,
         Err(_) => return false,
     };
@@ -57,8 +61,13 @@ async fn healthcheck(url: &str, timeout: Duration) -> bool {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
-        return if healthcheck(url, *timeout).await {
+    if let Some(Command::Healthcheck {
+        url,
+        timeout,
+        insecure,
+    }) = &cli.command
+    {
+        return if healthcheck(url, *timeout, *insecure).await {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::State;
-use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::extract::{Request, State};
+use axum::http::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -15,6 +19,7 @@ use axum::Router;
 use crate::exposition::{Rendered, CONTENT_TYPE as EXPOSITION_CONTENT_TYPE};
 use crate::state::AppState;
 use crate::status_page;
+use crate::tls::WebConfigHandle;
 
 /// The router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -25,6 +30,59 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/", get(index))
         .with_state(state)
+}
+
+/// Only `/healthz` and `/readyz`, for a separate plain-HTTP probe listener
+/// (`--web.probe-listen-address`) when TLS with client certificates is on.
+pub fn probe_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Applies `--web.config.file`: basic auth on every path but the probes, and extra headers.
+pub fn with_web_config(router: Router, web: WebConfigHandle) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(web, web_guard))
+}
+
+async fn web_guard(State(web): State<WebConfigHandle>, req: Request, next: Next) -> Response {
+    let config = web.current();
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let mut resp = match &config.basic_auth {
+        Some(auth) if !probe => {
+            let header = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let auth = auth.clone();
+            // bcrypt is deliberately slow: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || auth.check(header.as_deref()))
+                .await
+                .unwrap_or(false);
+            if ok {
+                next.run(req).await
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static(
+                            "Basic realm=\"linq-exporter\", charset=\"UTF-8\"",
+                        ),
+                    )],
+                    "Unauthorized\n",
+                )
+                    .into_response()
+            }
+        }
+        _ => next.run(req).await,
+    };
+    for (name, value) in &config.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 /// Whether `Accept-Encoding` admits gzip (`gzip`, `x-gzip` or `*`, with a non-zero q).
