@@ -156,25 +156,31 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // An invalid web config fails start-up before anything runs.
+    let web = match &config.web_config_file {
+        Some(path) => Some((path.clone(), web_config::load(path)?)),
+        None => None,
+    };
     let parts = build(&config).await?;
     let state = parts.state.clone();
-    let (stop_tx, stop_rx) = watch::channel(false);
-
-    let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
-    let supervisor = supervise(poller_task, stop_rx, state.clone());
-
-    let web = match &config.web_config_file {
-        Some(path) => {
-            let handle = tls::WebConfigHandle::new(web_config::load(path)?);
+    let web = match web {
+        Some((path, loaded)) => {
+            let handle = tls::WebConfigHandle::new(loaded);
             tls::spawn_reloader(
-                path.clone(),
+                path,
                 handle.clone(),
                 config.web_config_reload_interval,
+                state.metrics.clone(),
             );
             handle
         }
         None => tls::WebConfigHandle::new(web_config::WebConfig::plain()),
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
+    let supervisor = supervise(poller_task, stop_rx, state.clone());
+
     if let Some(addr) = config.probe_listen_address {
         let probe = TcpListener::bind(addr).await?;
         tracing::info!(address = %probe.local_addr()?, "probe listener (plain HTTP, /healthz and /readyz only)");

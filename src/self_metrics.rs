@@ -63,6 +63,8 @@ pub struct SelfMetrics {
     pub series: IntGauge,
     /// `linq_exporter_chat_series_dropped`.
     pub chat_series_dropped: IntGauge,
+    /// `linq_exporter_web_config_reloads_total{result}`.
+    pub web_config_reloads: IntCounterVec,
     recent_errors: Mutex<VecDeque<RecentError>>,
 }
 
@@ -198,6 +200,16 @@ impl SelfMetrics {
                 "Chats left without per-chat series by --linq.max-chat-series.",
             )?,
         )?;
+        let web_config_reloads = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_exporter_web_config_reloads_total",
+                    "Reloads of --web.config.file after it (or a certificate it names) changed, by result.",
+                ),
+                &["result"],
+            )?,
+        )?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -226,6 +238,7 @@ impl SelfMetrics {
             api_duration,
             series,
             chat_series_dropped,
+            web_config_reloads,
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         })
     }

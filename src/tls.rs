@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::self_metrics::SelfMetrics;
 use crate::web_config::{self, WebConfig};
 
 /// The web config in force, swapped atomically on reload.
@@ -66,7 +67,11 @@ pub fn spawn_reloader(
     path: PathBuf,
     handle: WebConfigHandle,
     every: Duration,
+    metrics: Arc<SelfMetrics>,
 ) -> tokio::task::JoinHandle<()> {
+    for result in ["success", "failure"] {
+        metrics.web_config_reloads.with_label_values(&[result]);
+    }
     tokio::spawn(async move {
         let mut last = fingerprint(&path);
         let mut ticker = tokio::time::interval(every);
@@ -87,18 +92,25 @@ pub fn spawn_reloader(
                 continue;
             }
             last = now;
-            match loaded {
+            let result = match loaded {
                 Ok(new) if new.tls.is_some() != handle.current().tls.is_some() => {
                     tracing::error!(path = %path.display(), "web config reload: turning TLS on or off needs a restart; keeping the previous config");
+                    "failure"
                 }
                 Ok(new) => {
                     handle.set(new);
                     tracing::info!(path = %path.display(), "web config reloaded");
+                    "success"
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "web config reload failed; keeping the previous config");
+                    "failure"
                 }
-            }
+            };
+            metrics
+                .web_config_reloads
+                .with_label_values(&[result])
+                .inc();
         }
     })
 }
