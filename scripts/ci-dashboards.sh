@@ -9,7 +9,10 @@
 # 4. every metric name a query uses is one the exporter exports
 # 5. end-to-end: linq-exporter --demo (with fault injection) + a real Prometheus scraping it every
 #    second with the rules loaded; every PromQL expression of both dashboards, the alert rules, the
-#    recording rules and the Grafana-managed alert rules must return data
+#    recording rules and the Grafana-managed alert rules must return data. A second exporter (job
+#    linq-exporter-reputation) reads `linq-exporter simulate --numbers 24`, whose 24th number has a
+#    CRITICAL line reputation from the start (the 3-number demo shows none for ~20 minutes), so
+#    LinqLineReputationCritical and the reputation panels see a CRITICAL line
 #
 # The exporter binary comes from LINQ_EXPORTER_BIN (default target/release/linq-exporter); this
 # script never builds it. Installs promtool/prometheus (Debian package) and PyYAML if missing.
@@ -41,6 +44,8 @@ COUNTS=$TMP/counts
 EXPORTER_PID=
 PROMETHEUS_PID=
 CHECK_PID=
+SIM_PID=
+REPUTATION_PID=
 
 # Stop a process we started: TERM, wait up to 10 s, then KILL. Never by name.
 stop_pid() {
@@ -62,6 +67,8 @@ stop_pid() {
 cleanup() {
     stop_pid "$CHECK_PID"
     stop_pid "$PROMETHEUS_PID"
+    stop_pid "$REPUTATION_PID"
+    stop_pid "$SIM_PID"
     stop_pid "$EXPORTER_PID"
     if [ "${LINQ_DASHBOARDS_KEEP_TMP:-0}" = 1 ]; then
         echo "# kept $TMP"
@@ -240,6 +247,33 @@ start_exporter() {
         >"$TMP/exporter.log" 2>&1 &
     EXPORTER_PID=$!
 }
+# The reputation exporter: the simulated Linq API on its own, and an exporter reading it (no faults).
+start_simulator() {
+    "$BIN" simulate --listen "127.0.0.1:$SIM_PORT" --numbers 24 --chats 240 \
+        >"$TMP/simulate.log" 2>&1 &
+    SIM_PID=$!
+}
+start_reputation_exporter() {
+    LINQ_API_V3_API_KEY=demo-key-not-secret "$BIN" \
+        --web.listen-address "127.0.0.1:$REPUTATION_PORT" \
+        --linq.base-url "http://127.0.0.1:$SIM_PORT" \
+        --linq.poll-interval 2s \
+        --log.level error \
+        >"$TMP/reputation-exporter.log" 2>&1 &
+    REPUTATION_PID=$!
+}
+# Wait (at most $2 seconds) until pid $1 logs "url=" to $3 (the simulator is listening);
+# 2 if it exited.
+wait_simulator() {
+    local pid=$1 timeout=$2 log=$3 deadline
+    deadline=$((SECONDS + timeout))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        kill -0 "$pid" 2>/dev/null || return 2
+        grep -q '^url=' "$log" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
 start_prometheus() {
     rm -rf "$TMP/prometheus-data"
     mkdir -p "$TMP/prometheus-data"
@@ -273,6 +307,36 @@ else
 fi
 
 for attempt in 1 2 3; do
+    SIM_PORT=$(free_port)
+    start_simulator
+    wait_simulator "$SIM_PID" 30 "$TMP/simulate.log"
+    started=$?
+    [ "$started" -eq 2 ] || break
+    echo "# simulator exited on attempt $attempt: $(tail -1 "$TMP/simulate.log")"
+    wait "$SIM_PID" 2>/dev/null
+    SIM_PID=
+done
+if [ "$started" -eq 0 ]; then
+    for attempt in 1 2 3; do
+        REPUTATION_PORT=$(free_port)
+        start_reputation_exporter
+        wait_http "http://127.0.0.1:$REPUTATION_PORT/healthz" 30 "$REPUTATION_PID"
+        started=$?
+        [ "$started" -eq 2 ] || break
+        echo "# reputation exporter exited on attempt $attempt: $(tail -1 "$TMP/reputation-exporter.log")"
+        wait "$REPUTATION_PID" 2>/dev/null
+        REPUTATION_PID=
+    done
+fi
+if [ "$started" -eq 0 ]; then
+    ok "simulator (pid $SIM_PID, --numbers 24) and an exporter reading it (pid $REPUTATION_PID) on 127.0.0.1:$REPUTATION_PORT"
+else
+    tail -20 "$TMP/simulate.log" "$TMP/reputation-exporter.log" 2>/dev/null
+    fail "simulator and the exporter reading it answer within 30s"
+    finish
+fi
+
+for attempt in 1 2 3; do
     PROM_PORT=$(free_port)
     cat >"$TMP/prometheus.yml" <<EOF
 global:
@@ -286,6 +350,9 @@ scrape_configs:
   - job_name: linq-exporter
     static_configs:
       - targets: ["127.0.0.1:$EXPORTER_PORT"]
+  - job_name: linq-exporter-reputation
+    static_configs:
+      - targets: ["127.0.0.1:$REPUTATION_PORT"]
 EOF
     if [ "$attempt" -eq 1 ]; then
         if out=$(promtool check config "$TMP/prometheus.yml" 2>&1); then
@@ -333,6 +400,10 @@ collect_counts
 if ! kill -0 "$EXPORTER_PID" 2>/dev/null; then
     tail -20 "$TMP/exporter.log"
     fail "exporter still running at the end"
+fi
+if ! kill -0 "$REPUTATION_PID" 2>/dev/null; then
+    tail -20 "$TMP/reputation-exporter.log"
+    fail "reputation exporter still running at the end"
 fi
 if ! kill -0 "$PROMETHEUS_PID" 2>/dev/null; then
     tail -20 "$TMP/prometheus.log"

@@ -404,7 +404,7 @@ async fn list_phone_numbers(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> 
         .iter()
         .enumerate()
         .map(|(k, n)| {
-            let status = match unit(mix(k as u64 ^ epoch)) {
+            let status = match unit(mix((k as u64).wrapping_mul(0x9E37_79B9) ^ epoch ^ 0x5EED)) {
                 x if x < 0.6 => "HEALTHY",
                 x if x < 0.9 => "AT_RISK",
                 _ => "CRITICAL",

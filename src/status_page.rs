@@ -33,9 +33,9 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#2
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse}\
 td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right}\
 .bar{display:flex;height:1.4em;border-radius:3px;overflow:hidden;max-width:40em}\
-.bar span{display:block;height:100%}.ok{color:#1a7f37}.bad{color:#cf222e}\
+.bar span{display:block;height:100%;border-right:1px solid #fff}.ok{color:#1a7f37}.bad{color:#cf222e}\
 .HEALTHY{background:#2da44e}.AT_RISK{background:#d4a72c}.CRITICAL{background:#cf222e}\
-.OPTED_OUT{background:#6e7781}.other{background:#8250df}.band{background:#0969da}";
+.OPTED_OUT{background:#6e7781}.other{background:#8250df}";
 
 /// Renders the page.
 pub fn render(state: &AppState, now: SystemTime) -> String {

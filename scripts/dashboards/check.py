@@ -45,6 +45,7 @@ GRAFANA_ALERT_UIDS = {
     "LinqChatCritical": "linq-chat-critical",
     "LinqChatHealthScoreLow": "linq-chat-health-score-low",
     "LinqChatsAtRiskHigh": "linq-chats-at-risk-high",
+    "LinqLineReputationCritical": "linq-line-reputation-critical",
 }
 ALERTS = "deploy/prometheus/alerts.yaml"
 RECORDING_RULES = "deploy/prometheus/recording-rules.yaml"
@@ -660,7 +661,8 @@ def rule_case(prom, name, expr, labels=()):
     that most thresholds are not crossed. The test must still prove the expression selects real
     data, so (and the output says so):
       - absent(X) is empty while X exists: X must have data and absent(X) must be empty;
-      - "<query> <op> <number>" that is empty: <query> without the final comparison must have data.
+      - "<query> <op> <number>" that is empty: <query> without the final comparison must have data;
+      - "<query> <op> <query>" that is empty: "(<query>) <op> bool (<query>)" must have data.
     """
     inner = promql.unwrap_absent(expr)
     if inner is not None:
@@ -673,6 +675,13 @@ def rule_fallbacks(expr):
     if split is not None:
         lhs, op, number = split
         return [(lhs, f"threshold not crossed in the demo: evaluated without '{op} {number}'")]
+    split = promql.split_final_comparison(expr, vector_rhs=True)
+    if split is not None:
+        # "<query> > <query>": with bool, every pair of series the two sides match returns 0 or
+        # 1, which proves both sides select data and match each other.
+        lhs, op, rhs = split
+        return [(f"({lhs}) {op} bool ({rhs})",
+                 f"threshold not crossed in the demo: evaluated as '(...) {op} bool (...)'")]
     return []
 
 

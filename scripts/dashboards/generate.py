@@ -55,6 +55,32 @@ STATUS_COLORS = {
 }
 
 
+# Line reputation (linq_phone_number_reputation{status}) as a number, for graphs and per-number
+# tables: worse is higher, so max() over several exporters picks the worst. Statuses Linq may add
+# are exported as sent; they show as "other" here and by name in the "Line reputation now" table.
+REPUTATION_CODES = (("HEALTHY", 0, "green"), ("AT_RISK", 2, "orange"), ("CRITICAL", 3, "red"))
+REPUTATION_OTHER = (1, "blue")
+REPUTATION_MAPPINGS = [{
+    "options": {
+        **{str(code): {"color": color, "index": i, "text": status}
+           for i, (status, code, color) in enumerate(REPUTATION_CODES)},
+        str(REPUTATION_OTHER[0]): {"color": REPUTATION_OTHER[1], "index": len(REPUTATION_CODES),
+                                   "text": "other"},
+    },
+    "type": "value",
+}]
+
+
+def reputation_code(selector):
+    """max by (phone_number) of the numeric reputation of the numbers selector selects."""
+    known = "|".join(status for status, _, _ in REPUTATION_CODES)
+    parts = [f'{code} * linq_phone_number_reputation{{{selector}, status="{status}"}}'
+             for status, code, _ in REPUTATION_CODES]
+    parts.append(f'{REPUTATION_OTHER[0]} * linq_phone_number_reputation{{{selector}, '
+                 f'status!~"{known}"}}')
+    return "max by (phone_number) (" + " or ".join(parts) + ")"
+
+
 def green_only():
     return {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
 
@@ -85,11 +111,27 @@ def color_override(name, color):
     }
 
 
+def dashed_override(ref, color=None):
+    """A reference line: target ref drawn dashed, without fill."""
+    props = [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
+             {"id": "custom.fillOpacity", "value": 0}]
+    if color:
+        props.append({"id": "color", "value": {"fixedColor": color, "mode": "fixed"}})
+    return {"matcher": {"id": "byFrameRefID", "options": ref}, "properties": props}
+
+
 def status_overrides():
     return [color_override(k, v) for k, v in STATUS_COLORS.items()]
 
 
 class Dashboard:
+    """Panels laid out left to right, top to bottom, with ids in creation order.
+
+    Panel ids are what links and embeds (viewPanel=, d-solo) refer to, so a panel added after the
+    first release takes an explicit pid above the highest existing id instead of shifting the
+    ids of the panels that follow it.
+    """
+
     def __init__(self):
         self.panels = []
         self.next_id = 1
@@ -107,7 +149,13 @@ class Dashboard:
         self.row_h = max(self.row_h, h)
         return pos
 
-    def row(self, title):
+    def _id(self, pid):
+        if pid is not None:
+            return pid
+        self.next_id += 1
+        return self.next_id - 1
+
+    def row(self, title, pid=None):
         if self.x:
             self.y += self.row_h
             self.x = 0
@@ -115,17 +163,16 @@ class Dashboard:
         self.panels.append({
             "collapsed": False,
             "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
-            "id": self.next_id,
+            "id": self._id(pid),
             "panels": [],
             "title": title,
             "type": "row",
         })
-        self.next_id += 1
         self.y += 1
 
     def add(self, ptype, title, description, targets, w, h, unit=None, thresholds=None,
             options=None, custom=None, overrides=None, mappings=None, transformations=None,
-            min_=None, max_=None, decimals=None, color=None):
+            min_=None, max_=None, decimals=None, color=None, pid=None):
         defaults = {
             "color": color or {"mode": "palette-classic" if ptype in ("timeseries", "piechart")
                                else "thresholds"},
@@ -147,7 +194,7 @@ class Dashboard:
             "description": description,
             "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
             "gridPos": self._place(w, h),
-            "id": self.next_id,
+            "id": self._id(pid),
             "options": options or {},
             "targets": targets,
             "title": title,
@@ -156,15 +203,15 @@ class Dashboard:
         if transformations:
             panel["transformations"] = transformations
         self.panels.append(panel)
-        self.next_id += 1
         return panel
 
     # -- panel kinds -----------------------------------------------------------------------
 
     def stat(self, title, description, targets, w=4, h=4, unit="short", thresholds=None,
-             mappings=None, graph=True, text_mode="auto", color_mode="value", decimals=None):
+             mappings=None, graph=True, text_mode="auto", color_mode="value", decimals=None,
+             pid=None):
         return self.add("stat", title, description, targets, w, h, unit=unit,
-                        thresholds=thresholds, mappings=mappings, decimals=decimals,
+                        thresholds=thresholds, mappings=mappings, decimals=decimals, pid=pid,
                         options={
                             "colorMode": color_mode,
                             "graphMode": "area" if graph else "none",
@@ -179,7 +226,7 @@ class Dashboard:
 
     def timeseries(self, title, description, targets, w=12, h=8, unit="short", stack=False,
                    thresholds=None, threshold_style="off", overrides=None, min_=0, max_=None,
-                   interpolation="linear", fill=10, decimals=None):
+                   interpolation="linear", fill=10, decimals=None, pid=None):
         custom = {
             "axisBorderShow": False,
             "axisCenteredZero": False,
@@ -203,7 +250,7 @@ class Dashboard:
         }
         return self.add("timeseries", title, description, targets, w, h, unit=unit,
                         thresholds=thresholds, custom=custom, overrides=overrides, min_=min_,
-                        max_=max_, decimals=decimals,
+                        max_=max_, decimals=decimals, pid=pid,
                         options={
                             "legend": {"calcs": ["lastNotNull", "max"], "displayMode": "table",
                                        "placement": "bottom", "showLegend": True},
@@ -257,9 +304,10 @@ class Dashboard:
                         })
 
     def table(self, title, description, targets, w=12, h=10, overrides=None,
-              transformations=None, sort_by=None, unit=None):
+              transformations=None, sort_by=None, unit=None, mappings=None, pid=None):
         return self.add("table", title, description, targets, w, h, unit=unit,
                         overrides=overrides, transformations=transformations,
+                        mappings=mappings, pid=pid,
                         custom={"align": "auto", "cellOptions": {"type": "auto"},
                                 "filterable": True, "inspect": False},
                         options={
@@ -268,6 +316,23 @@ class Dashboard:
                                        "show": False},
                             "showHeader": True,
                             "sortBy": sort_by or [],
+                        })
+
+    def state_timeline(self, title, description, targets, w=12, h=8, mappings=None,
+                       min_=None, max_=None, pid=None):
+        return self.add("state-timeline", title, description, targets, w, h, unit="none",
+                        mappings=mappings, min_=min_, max_=max_, pid=pid,
+                        custom={"fillOpacity": 80, "hideFrom": {"legend": False,
+                                                               "tooltip": False, "viz": False},
+                                "lineWidth": 0},
+                        options={
+                            "alignValue": "center",
+                            "legend": {"displayMode": "list", "placement": "bottom",
+                                       "showLegend": True},
+                            "mergeValues": True,
+                            "rowHeight": 0.9,
+                            "showValue": "auto",
+                            "tooltip": {"mode": "single", "sort": "none"},
                         })
 
     def heatmap(self, title, description, targets, w=12, h=8):
@@ -430,6 +495,36 @@ def chats_dashboard():
                overrides=[color_override(str(le), "red") for le in (10, 20, 30)]
                + [color_override(str(le), "orange") for le in (40, 50, 60)])
 
+    d.row("Line reputation", pid=28)
+    d.table("Line reputation now", "The reputation Linq gives each of the account's numbers "
+            "(GET /v3/phone_numbers, beta): HEALTHY, AT_RISK, CRITICAL, or a newer status as "
+            "sent. LinqLineReputationCritical fires for a line CRITICAL for 5 minutes. Lists "
+            "every number of the account, with chats or not; the service filter does not apply.",
+            [target(f"linq_phone_number_reputation{{{NUM}}}", instant=True, fmt="table")],
+            w=8, h=8, pid=29,
+            overrides=[{
+                "matcher": {"id": "byName", "options": "Reputation"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                    {"id": "mappings", "value": [{
+                        "options": {status: {"color": color, "index": i}
+                                    for i, (status, _, color) in enumerate(REPUTATION_CODES)},
+                        "type": "value"}]},
+                ],
+            }],
+            transformations=[{"id": "organize", "options": {
+                "excludeByName": {"Time": True, "job": True, "__name__": True, "Value": True},
+                "indexByName": {"phone_number": 0, "status": 1, "instance": 2},
+                "renameByName": {"phone_number": "Number", "status": "Reputation",
+                                 "instance": "Exporter"},
+            }}],
+            sort_by=[{"desc": False, "displayName": "Number"}])
+    d.state_timeline("Line reputation over time", "Each number's line reputation over time "
+                     "(the worst one when several exporters report it). 'other' is a status "
+                     "newer than HEALTHY / AT_RISK / CRITICAL; the table on the left names it.",
+                     [target(reputation_code(NUM), legend="{{phone_number}}")],
+                     w=16, h=8, mappings=REPUTATION_MAPPINGS, min_=0, max_=3, pid=30)
+
     d.row("Health over time")
     d.timeseries("Chats by health status over time", "Chats per Linq health status over time."
                  + per_number_note,
@@ -526,6 +621,34 @@ def chats_dashboard():
                                  "is_archived": "Archived", "instance": "Exporter"},
             }}],
             sort_by=[{"desc": False, "displayName": "Score"}])
+    d.table("Longest CRITICAL chats", "The 50 CRITICAL chats that have been CRITICAL longest: "
+            "time since Linq last changed the chat's health (health_status.updated_at, from "
+            "linq_chat_health_updated_timestamp_seconds). Amber under a day, red from a day. "
+            "Chats Linq sends no update time for are not listed.",
+            [target(f"topk(50, (time() - (linq_chat_health_updated_timestamp_seconds{{{NUM}}} "
+                    f'and {CHAT_JOIN} linq_chat_health_status{{{NUM}, status="CRITICAL"}})) '
+                    f"* {CHAT_JOIN} group_left (service, is_group, is_archived) "
+                    f"linq_chat_info{{{SVC}}})", instant=True, fmt="table")],
+            w=24, h=8, pid=31,
+            overrides=[{
+                "matcher": {"id": "byName", "options": "CRITICAL for"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                    {"id": "thresholds",
+                     "value": steps(("orange", None), ("red", 86400))},
+                    {"id": "unit", "value": "s"},
+                ],
+            }],
+            transformations=[{"id": "organize", "options": {
+                "excludeByName": table_hide,
+                "indexByName": {"chat_id": 0, "phone_number": 1, "Value": 2, "service": 3,
+                                "is_group": 4, "is_archived": 5, "instance": 6},
+                "renameByName": {"Value": "CRITICAL for", "chat_id": "Chat",
+                                 "phone_number": "Number", "service": "Service",
+                                 "is_group": "Group", "is_archived": "Archived",
+                                 "instance": "Exporter"},
+            }}],
+            sort_by=[{"desc": True, "displayName": "CRITICAL for"}])
 
     d.row("Chats and participants")
     d.timeseries("Chats by service over time", "Chats per service over time.",
@@ -558,9 +681,11 @@ def chats_dashboard():
               f"linq_chat_info{{{SVC}}})", "Mean score"),
         ("G", f'sum by (phone_number) (linq_chat_participants{{{SVC}, status="active"}})',
          "Active participants"),
+        ("H", reputation_code(NUM), "Reputation"),
     ]
     d.table("Per-number summary", "One row per Linq number: chats, archived and group chats, CRITICAL and "
-            "AT_RISK chats (all services), mean health score and active participants.",
+            "AT_RISK chats (all services), mean health score, active participants and the "
+            "line's reputation.",
             [target(expr, ref=ref, instant=True, fmt="table") for ref, expr, _ in per_number],
             w=24, h=7,
             overrides=[
@@ -577,6 +702,13 @@ def chats_dashboard():
                     "properties": [
                         {"id": "custom.cellOptions", "value": {"type": "color-text"}},
                         {"id": "thresholds", "value": steps(("green", None), ("red", 1))},
+                    ],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Reputation"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                        {"id": "mappings", "value": REPUTATION_MAPPINGS},
                     ],
                 },
             ],
@@ -630,7 +762,8 @@ def exporter_dashboard():
            thresholds=steps(("red", None), ("green", 1)), graph=False, color_mode="background")
     d.stat("Since last good sweep", "Time since the last complete sweep. Normally below the "
            "poll interval plus one sweep's duration; LinqExporterDataStale fires past 3 poll "
-           "intervals (180 s by default).",
+           "intervals. The colours assume the default 60 s interval (amber from 2, red from 3 "
+           "intervals).",
            [target(f"time() - linq_poll_last_success_timestamp_seconds{{{EXP}}}",
                    legend="{{instance}}")],
            unit="s", thresholds=steps(("green", None), ("orange", 120), ("red", 180)))
@@ -646,19 +779,27 @@ def exporter_dashboard():
            text_mode="name", graph=False, color_mode="none")
 
     d.stat("Chats in snapshot", "Chats in the served snapshot, for the selected numbers and "
-           "services.", [target(f"sum(linq_chats{{{SVC}}})")], w=6)
+           "services.", [target(f"sum(linq_chats{{{SVC}}})")], w=4)
     d.stat("Sweep success ratio", "Share of sweeps that completed over the dashboard's time "
            "range.",
            [target(f'sum(increase(linq_polls_total{{{EXP}, result="success"}}[$__range])) / '
                    f"sum(increase(linq_polls_total{{{EXP}}}[$__range]))", instant=True)],
-           w=6, unit="percentunit", graph=False, decimals=1,
+           w=4, unit="percentunit", graph=False, decimals=1,
            thresholds=steps(("red", None), ("orange", 0.9), ("green", 0.99)))
     d.stat("Series rendered", "Series in the last /metrics render (linq_exporter_series).",
-           [target(f"sum(linq_exporter_series{{{EXP}}})")], w=6)
+           [target(f"sum(linq_exporter_series{{{EXP}}})")], w=4)
     d.stat("Chat series dropped", "Chats left without per-chat series by the "
            "--linq.max-chat-series cap (aggregates still count them).",
-           [target(f"sum(linq_exporter_chat_series_dropped{{{EXP}}})")], w=6,
+           [target(f"sum(linq_exporter_chat_series_dropped{{{EXP}}})")], w=4,
            thresholds=steps(("green", None), ("orange", 1)))
+    d.stat("Poll interval", "The configured time between sweeps (--linq.poll-interval, "
+           "linq_poll_interval_seconds).",
+           [target(f"linq_poll_interval_seconds{{{EXP}}}", legend="{{instance}}")],
+           w=4, unit="s", graph=False, color_mode="none", pid=31)
+    d.stat("Pages per sweep", "Pages of chats the last complete sweep fetched "
+           "(linq_poll_pages), about chats / --linq.page-size. Grows with the account, and "
+           "with it the sweep's duration.",
+           [target(f"linq_poll_pages{{{EXP}}}", legend="{{instance}}")], w=4, pid=32)
 
     d.row("Sweeps")
     d.timeseries("Sweeps by result", "Sweeps per minute, by result.",
@@ -670,18 +811,23 @@ def exporter_dashboard():
                  "timeout, connect, decode, pagination, key_file.",
                  [target(f"sum by (kind) (60 * rate(linq_poll_failures_total{{{EXP}}}[{rate}]))",
                          legend="{{kind}}")], w=8, unit="opm")
-    d.timeseries("Sweep duration", "Duration of the last sweep, per exporter.",
-                 [target(f"linq_poll_duration_seconds{{{EXP}}}", legend="{{instance}}")],
-                 w=8, unit="s")
+    d.timeseries("Sweep duration", "Duration of the last sweep, per exporter, and the poll "
+                 "interval (dashed) it must stay below.",
+                 [target(f"linq_poll_duration_seconds{{{EXP}}}", legend="{{instance}}"),
+                  target(f"linq_poll_interval_seconds{{{EXP}}}", ref="B",
+                         legend="poll interval {{instance}}")],
+                 w=8, unit="s", overrides=[dashed_override("B")])
     d.timeseries("Sweeps OK over time", "linq_up over time: 1 while the last sweep completed.",
                  [target(f"linq_up{{{EXP}}}", legend="{{instance}}")], w=8, unit="none",
                  max_=1, interpolation="stepAfter")
-    d.timeseries("Time since last good sweep", "Age of the served snapshot. LinqExporterDataStale "
-                 "fires past 180 s (3 default poll intervals).",
+    d.timeseries("Time since last good sweep", "Age of the served snapshot, and (dashed) 3 poll "
+                 "intervals: LinqExporterDataStale fires when the age stays above it for 5 "
+                 "minutes.",
                  [target(f"time() - linq_poll_last_success_timestamp_seconds{{{EXP}}}",
-                         legend="{{instance}}")],
-                 w=8, unit="s", thresholds=steps(("green", None), ("red", 180)),
-                 threshold_style="line")
+                         legend="{{instance}}"),
+                  target(f"3 * linq_poll_interval_seconds{{{EXP}}}", ref="B",
+                         legend="stale after {{instance}}")],
+                 w=8, unit="s", overrides=[dashed_override("B", "red")])
     d.timeseries("Series", "Series in each /metrics render, and chats whose per-chat series the "
                  "--linq.max-chat-series cap dropped.",
                  [target(f"linq_exporter_series{{{EXP}}}", legend="series {{instance}}"),
@@ -779,6 +925,15 @@ def grafana_threshold(alertname, op, number):
     raise SystemExit(f"{alertname}: no Grafana threshold for '{op} {number}'")
 
 
+# Alerts whose expression compares two series ("<query> > 3 * <other query>") have no number to
+# restate as Grafana's threshold. Prometheus already returns only the breaching series, valued as the
+# left-hand side; the threshold below must hold for every value that side can then have.
+VECTOR_COMPARISON_THRESHOLDS = {
+    # The age of the data in seconds, beyond 3 poll intervals: always > 0.
+    "LinqExporterDataStale": ("gt", 0.0),
+}
+
+
 def grafana_template(text):
     # In Grafana templates $value is every expression's value; the reduced query value is B.
     return text.replace("$value", "$values.B.Value")
@@ -811,10 +966,16 @@ def grafana_alerts():
                 kind, value = "gt", 0.0
             else:
                 split = promql.split_final_comparison(expr)
-                if split is None:
-                    raise SystemExit(f"{name}: expression does not end in a comparison")
-                _lhs, op, number = split
-                kind, value = grafana_threshold(name, op, number)
+                if split is not None:
+                    _lhs, op, number = split
+                    kind, value = grafana_threshold(name, op, number)
+                elif name in VECTOR_COMPARISON_THRESHOLDS:
+                    if promql.split_final_comparison(expr, vector_rhs=True) is None:
+                        raise SystemExit(f"{name}: expression does not end in a comparison")
+                    kind, value = VECTOR_COMPARISON_THRESHOLDS[name]
+                else:
+                    raise SystemExit(f"{name}: expression does not end in a comparison with a "
+                                     "number (add it to VECTOR_COMPARISON_THRESHOLDS?)")
             # One line: Grafana's query editor shows it as such (no string literal in our rules
             # holds repeated whitespace, so this does not change the query).
             query = re.sub(r"\s+", " ", query)

@@ -91,11 +91,12 @@ def strip_outer_parens(expr):
     return e
 
 
-def split_final_comparison(expr):
+def split_final_comparison(expr, vector_rhs=False):
     """Split "<query> <op> [bool] <number>" at its last top-level comparison.
 
     Returns (query, op, number_text) or None when the expression does not end in a
-    comparison against a number literal.
+    comparison against a number literal. With vector_rhs, the right-hand side may be any
+    expression ("<query> > 3 * <other query>"), returned as its text.
     """
     blanked = blank_strings_and_comments(expr)
     depths = _depths(blanked)
@@ -116,7 +117,7 @@ def split_final_comparison(expr):
     pos, op = last
     rhs = expr[pos + len(op):].strip()
     rhs_wo_bool = re.sub(r"^bool\s+", "", rhs)
-    if not NUMBER_RE.match(rhs_wo_bool):
+    if not rhs_wo_bool or (not vector_rhs and not NUMBER_RE.match(rhs_wo_bool)):
         return None
     lhs = expr[:pos].strip()
     if not lhs:
