@@ -1,0 +1,676 @@
+#!/usr/bin/env python3
+"""Static checks of the container image definition and the Kubernetes manifests.
+
+Run by scripts/ci-deploy.sh (which installs kubectl, kubernetes-validate and PyYAML first):
+
+    python3 scripts/deploy/check_manifests.py [--counts FILE]
+
+Renders every kustomization under deploy/kubernetes with `kubectl kustomize` and checks:
+  - built-in objects pass kubernetes-validate --strict for each Kubernetes version in K8S_VERSIONS;
+  - Prometheus Operator objects pass the vendored schemas in deploy/kubernetes/schemas/;
+  - every exporter container: image and tag, security settings, probes (paths that the exporter
+    serves, per src/), resources, the `metrics` port, env names that exist in src/cli.rs, the key
+    read from a Secret file;
+  - the wiring between objects: Service -> pods, ServiceMonitor -> Service, PodMonitor -> pods,
+    NetworkPolicy -> pods and who it admits, the job label the alerts select on;
+  - the Dockerfile and .dockerignore against Cargo.toml, src/ and the manifests;
+  - the Secret example and the env names / flags quoted in docs/deploy.md.
+Prints one line per check and `manifests: N passed, M failed`; exit status 1 on any failure.
+"""
+
+import argparse
+import fnmatch
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import jsonschema
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KDIR = os.path.join(ROOT, "deploy", "kubernetes")
+K8S_VERSIONS = os.environ.get("K8S_VERSIONS", "1.35.0 1.36.0 1.37.0").split()
+IMAGE_REPO = "ghcr.io/linq-exporter/linq-exporter"
+MONITORING_NAMESPACE = "monitoring"
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+}
+
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, ok, why=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name}{': ' + why if why else ''}")
+        return ok
+
+    def problems(self, name, problems):
+        """One check that passes when the list of problems is empty."""
+        return self.check(name, not problems, "; ".join(problems))
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts from the sources: Cargo.toml, src/cli.rs, the HTTP routes, the Dockerfile, the alerts.
+
+def cargo_facts():
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        pkg = tomllib.load(f)["package"]
+    return pkg
+
+
+def cli_facts():
+    """Env names, long flags and defaults declared with clap in src/cli.rs."""
+    src = read(os.path.join(ROOT, "src", "cli.rs"))
+    envs = set(re.findall(r'\benv\s*=\s*"([A-Z0-9_]+)"', src))
+    flags = set(re.findall(r'\blong\s*=\s*"([a-z0-9.\-]+)"', src))
+    defaults = {}
+    # #[arg(long = "web.listen-address", env = "...", default_value = "0.0.0.0:10042")]
+    for attr in re.findall(r"#\[arg\((.*?)\)\]", src, re.S):
+        long = re.search(r'\blong\s*=\s*"([^"]+)"', attr)
+        default = re.search(r'\bdefault_value\s*=\s*"([^"]*)"', attr)
+        if long and default:
+            defaults[long.group(1)] = default.group(1)
+    subcommands = set(s.lower() for s in re.findall(r"^\s*([A-Z][A-Za-z]+)\s*\{", src, re.M))
+    return {"envs": envs, "flags": flags, "defaults": defaults, "subcommands": subcommands}
+
+
+def served_paths():
+    """String literals that look like HTTP routes in src/ (the exporter's endpoints)."""
+    paths = set()
+    for path in glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True):
+        paths.update(re.findall(r'"(/(?:healthz|readyz|metrics))"', read(path)))
+    return paths
+
+
+def dockerfile_facts():
+    text = read(os.path.join(ROOT, "Dockerfile"))
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    lines = [l.strip() for l in logical.splitlines() if l.strip() and not l.strip().startswith("#")]
+    facts = {"from": [], "run": [], "args": {}, "labels": {}, "user": None, "expose": [],
+             "entrypoint": None, "healthcheck": None}
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        rest = rest.strip()
+        if word == "FROM":
+            facts["from"].append(rest)
+        elif word == "RUN":
+            facts["run"].append(rest)
+        elif word == "ARG":
+            name, _, value = rest.partition("=")
+            facts["args"].setdefault(name, value)
+        elif word == "LABEL":
+            for k, v in re.findall(r'([\w.\-]+)="([^"]*)"', rest):
+                facts["labels"][k] = v
+        elif word == "USER":
+            facts["user"] = rest
+        elif word == "EXPOSE":
+            facts["expose"].extend(rest.split())
+        elif word == "ENTRYPOINT":
+            facts["entrypoint"] = rest
+        elif word == "HEALTHCHECK":
+            facts["healthcheck"] = rest
+    return facts
+
+
+def alert_jobs():
+    """job="..." values the alerts select on (they must be what the scrape config produces)."""
+    text = read(os.path.join(ROOT, "deploy", "prometheus", "alerts.yaml"))
+    return set(re.findall(r'\bjob\s*=\s*"([^"]+)"', text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+def kustomizations():
+    """Every directory under deploy/kubernetes with a kustomization that is not a Component."""
+    dirs = []
+    for path in sorted(glob.glob(os.path.join(KDIR, "**", "kustomization.yaml"), recursive=True)):
+        doc = yaml.safe_load(read(path)) or {}
+        if doc.get("kind", "Kustomization") == "Kustomization":
+            dirs.append(os.path.dirname(path))
+    return dirs
+
+
+def render(directory):
+    out = subprocess.run(["kubectl", "kustomize", directory], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip()
+    return [d for d in yaml.safe_load_all(out.stdout) if d], ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers over objects
+
+def selector_matches(selector, labels):
+    if not selector:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def workloads(objs):
+    return [o for o in objs if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+def exporter_containers(pod_spec):
+    return [c for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", [])
+            if IMAGE_REPO in c.get("image", "") or c.get("name") == "linq-exporter"]
+
+
+def listen_port(value):
+    """Port of a --web.listen-address value (host:port or :port)."""
+    m = re.search(r":(\d+)$", value or "")
+    return int(m.group(1)) if m else None
+
+
+def port_covers(rule_port, number, name):
+    """Whether a NetworkPolicy port entry admits TCP `number` (or the named port `name`)."""
+    if rule_port.get("protocol", "TCP") != "TCP":
+        return False
+    p = rule_port.get("port")
+    if p is None:
+        return True  # no port: all ports
+    if isinstance(p, str):
+        return p == name
+    end = rule_port.get("endPort", p)
+    return p <= number <= end
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+def check_exporter_container(ck, where, pod, container, ctx):
+    name = f"{where}: container {container['name']}"
+    spec = pod["spec"]
+    pod_sc = spec.get("securityContext") or {}
+    sc = container.get("securityContext") or {}
+    version = ctx["cargo"]["version"]
+    uid = ctx["docker_uid"]
+    metrics_port = listen_port(ctx["cli"]["defaults"].get("web.listen-address"))
+    telemetry = ctx["cli"]["defaults"].get("web.telemetry-path", "/metrics")
+
+    ck.check(f"{name}: image is {IMAGE_REPO}:{version} (Cargo.toml version)",
+             container.get("image") == f"{IMAGE_REPO}:{version}", f"image is {container.get('image')}")
+
+    problems = []
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+        problems.append("runAsNonRoot is not true")
+    run_as = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    if run_as != uid:
+        problems.append(f"runAsUser {run_as} is not the image's USER {uid}")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        problems.append("readOnlyRootFilesystem is not true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    if sc.get("privileged") is True:
+        problems.append("privileged")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []):
+        problems.append("capabilities.drop lacks ALL")
+    if caps.get("add"):
+        problems.append(f"capabilities.add {caps['add']}")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp != "RuntimeDefault":
+        problems.append(f"seccompProfile is {seccomp}, not RuntimeDefault")
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+        problems.append("uses a host namespace")
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("automountServiceAccountToken is not false (the exporter needs no API token)")
+    ck.problems(f"{name}: security context (non-root {uid}, read-only root, no escalation, "
+                f"drop ALL, seccomp RuntimeDefault)", problems)
+
+    # Ports
+    ports = container.get("ports") or []
+    named = [p for p in ports if p.get("name") == "metrics"]
+    ck.check(f"{name}: port `metrics` is containerPort {metrics_port}/TCP "
+             f"(the --web.listen-address default)",
+             len(named) == 1 and named[0].get("containerPort") == metrics_port
+             and named[0].get("protocol", "TCP") == "TCP", f"ports are {ports}")
+
+    # Env
+    env = container.get("env") or []
+    names = [e["name"] for e in env]
+    unknown = [n for n in names if n.startswith("LINQ_") and n not in ctx["cli"]["envs"]]
+    ck.check(f"{name}: env names exist in src/cli.rs ({', '.join(names)})", not unknown,
+             f"unknown: {unknown}")
+    values = {e["name"]: e.get("value") for e in env}
+    if "LINQ_EXPORTER_LISTEN_ADDRESS" in values:
+        ck.check(f"{name}: LINQ_EXPORTER_LISTEN_ADDRESS port is the metrics port",
+                 listen_port(values["LINQ_EXPORTER_LISTEN_ADDRESS"]) == metrics_port,
+                 f"{values['LINQ_EXPORTER_LISTEN_ADDRESS']}")
+    if "LINQ_EXPORTER_TELEMETRY_PATH" in values:
+        telemetry = values["LINQ_EXPORTER_TELEMETRY_PATH"]
+    ctx["telemetry_paths"].add(telemetry)
+
+    # The key: from a file in a read-only Secret volume, mounted as a directory (rotation).
+    problems = []
+    plain_key = [e for e in env if e["name"] == "LINQ_API_V3_API_KEY" and "value" in e]
+    if plain_key:
+        problems.append("LINQ_API_V3_API_KEY has a literal value")
+    key_file = values.get("LINQ_API_V3_API_KEY_FILE")
+    if not key_file:
+        problems.append("LINQ_API_V3_API_KEY_FILE is not set")
+    else:
+        mounts = [m for m in container.get("volumeMounts") or []
+                  if key_file.startswith(m["mountPath"].rstrip("/") + "/")]
+        if not mounts:
+            problems.append(f"{key_file} is in no volume mount")
+        for m in mounts:
+            vol = next((v for v in spec.get("volumes") or [] if v["name"] == m["name"]), {})
+            if "secret" not in vol and "projected" not in vol:
+                problems.append(f"volume {m['name']} is not a Secret")
+            if not m.get("readOnly"):
+                problems.append(f"mount {m['name']} is not readOnly")
+            if m.get("subPath"):
+                problems.append(f"mount {m['name']} uses subPath (never updated on rotation)")
+            items = (vol.get("secret") or {}).get("items")
+            if items is not None:
+                rel_file = key_file[len(m["mountPath"].rstrip("/")) + 1:]
+                if rel_file not in [i["path"] for i in items]:
+                    problems.append(f"{rel_file} is not among the Secret items")
+            mode = (vol.get("secret") or {}).get("defaultMode")
+            if mode is not None and mode & 0o002:
+                problems.append(f"defaultMode {oct(mode)} is world-writable")
+            if mode is not None and not (mode & 0o004) and not (
+                    mode & 0o040 and pod.get("spec", {}).get("securityContext", {}).get("fsGroup")
+                    in (uid, sc.get("runAsGroup"))):
+                problems.append(f"defaultMode {oct(mode)}: uid {uid} cannot read the key "
+                                f"(needs group read + fsGroup, or other read)")
+    ck.problems(f"{name}: API key from a read-only Secret file ({key_file})", problems)
+
+    # Probes: startup + liveness on /healthz, readiness on /readyz (standalone) or /healthz
+    # (sidecar: a sidecar's readiness is the pod's, see deploy/kubernetes/base/deployment.yaml).
+    served = ctx["served"]
+    sidecar = len(spec.get("containers", [])) > 1
+    want = {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+            "readinessProbe": "/healthz" if sidecar else "/readyz"}
+    problems = []
+    for probe, path in want.items():
+        p = container.get(probe)
+        if not p:
+            problems.append(f"no {probe}")
+            continue
+        get = p.get("httpGet") or {}
+        if get.get("path") != path:
+            problems.append(f"{probe} path {get.get('path')} (want {path})")
+        if get.get("path") not in served:
+            problems.append(f"{probe} path {get.get('path')} is not served by src/ ({sorted(served)})")
+        if get.get("port") not in ("metrics", metrics_port):
+            problems.append(f"{probe} port {get.get('port')}")
+    live, start = container.get("livenessProbe") or {}, container.get("startupProbe") or {}
+    if start and start.get("periodSeconds", 10) * start.get("failureThreshold", 3) < 30:
+        problems.append("startupProbe allows less than 30s to start")
+    if live and live.get("timeoutSeconds", 1) < 2:
+        problems.append("livenessProbe timeout under 2s")
+    ck.problems(f"{name}: probes startup+liveness /healthz, readiness "
+                f"{want['readinessProbe']} ({'sidecar' if sidecar else 'standalone'})", problems)
+
+    # Resources
+    res = container.get("resources") or {}
+    req, lim = res.get("requests") or {}, res.get("limits") or {}
+    problems = []
+    for k in ("cpu", "memory"):
+        if k not in req:
+            problems.append(f"no requests.{k}")
+    if "memory" not in lim:
+        problems.append("no limits.memory")
+    if "memory" in req and "memory" in lim and mebibytes(req["memory"]) > mebibytes(lim["memory"]):
+        problems.append("memory request above limit")
+    if "memory" in req and mebibytes(req["memory"]) < 48:
+        problems.append(f"memory request {req['memory']} is under the ~40 MiB measured at 3,000 chats")
+    ck.problems(f"{name}: resources requests cpu/memory, limits memory "
+                f"({req.get('memory')}/{lim.get('memory')})", problems)
+
+
+def mebibytes(q):
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", str(q))
+    if not m:
+        return float("nan")
+    n, unit = int(m.group(1)), m.group(2) or ""
+    return n * {"": 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024,
+                "K": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[unit]
+
+
+def check_render(ck, where, objs, ctx):
+    kinds = [o["kind"] for o in objs]
+    ck.check(f"{where}: renders no Secret (apply -k must never overwrite the real key)",
+             "Secret" not in kinds)
+
+    # kubernetes-validate, strictly, for each Kubernetes version; CRDs through the vendored schemas.
+    import kubernetes_validate
+    for version in K8S_VERSIONS:
+        problems = []
+        for o in objs:
+            if (o["apiVersion"], o["kind"]) in CRD_SCHEMAS:
+                continue
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                problems.append(f"{o['kind']}/{o['metadata']['name']}: {path}: {e.message}")
+            except kubernetes_validate.SchemaNotFoundError as e:
+                problems.append(e.message)
+        ck.problems(f"{where}: kubernetes-validate --strict, Kubernetes {version} "
+                    f"({len([o for o in objs if (o['apiVersion'], o['kind']) not in CRD_SCHEMAS])} objects)",
+                    problems)
+    for o in objs:
+        schema_file = CRD_SCHEMAS.get((o["apiVersion"], o["kind"]))
+        if not schema_file:
+            continue
+        with open(os.path.join(KDIR, "schemas", schema_file), encoding="utf-8") as f:
+            schema = json.load(f)
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(o), key=lambda e: list(e.path))
+        ck.problems(f"{where}: {o['kind']}/{o['metadata']['name']} matches schemas/{schema_file}",
+                    [f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:5]])
+
+    # Exporter containers
+    pods = []  # (workload, pod template, exporter containers)
+    for w in workloads(objs):
+        tpl = w["spec"]["template"]
+        containers = exporter_containers(tpl["spec"])
+        if not containers:
+            continue
+        pods.append((w, tpl, containers))
+        wname = f"{where}: {w['kind']}/{w['metadata']['name']}"
+        ck.check(f"{wname}: 1 replica (each replica sweeps the whole account)",
+                 w["spec"].get("replicas") == 1, f"replicas {w['spec'].get('replicas')}")
+        ck.check(f"{wname}: selector matches its pod template",
+                 selector_matches(w["spec"]["selector"], tpl["metadata"].get("labels") or {}))
+        ann = tpl["metadata"].get("annotations") or {}
+        metrics_port = listen_port(ctx["cli"]["defaults"].get("web.listen-address"))
+        ck.check(f"{wname}: prometheus.io/scrape, /port, /path annotations on the pod",
+                 ann.get("prometheus.io/scrape") == "true"
+                 and ann.get("prometheus.io/port") == str(metrics_port)
+                 and ann.get("prometheus.io/path") == ctx["cli"]["defaults"].get("web.telemetry-path"),
+                 f"annotations {ann}")
+        for c in containers:
+            check_exporter_container(ck, wname, tpl, c, ctx)
+    ck.check(f"{where}: has at least one exporter container", bool(pods))
+
+    # Services with a metrics port select exporter pods, and the port is wired to `metrics`.
+    services = [o for o in objs if o["kind"] == "Service"]
+    for s in services:
+        sname = f"{where}: Service/{s['metadata']['name']}"
+        ports = [p for p in s["spec"].get("ports", []) if p.get("name") == "metrics"]
+        ck.check(f"{sname}: port `metrics` 10042 -> targetPort metrics",
+                 len(ports) == 1 and ports[0].get("port") == 10042
+                 and ports[0].get("targetPort") in ("metrics", 10042), f"{s['spec'].get('ports')}")
+        ck.check(f"{sname}: selects the exporter pods",
+                 any(selector_matches({"matchLabels": s["spec"].get("selector") or {}},
+                                      tpl["metadata"].get("labels") or {}) for _, tpl, _ in pods))
+        ck.check(f"{sname}: no prometheus.io annotations (the pods carry them; both would scrape twice)",
+                 not any(k.startswith("prometheus.io/") for k in (s["metadata"].get("annotations") or {})))
+
+    jobs = ctx["alert_jobs"]
+    monitors = [o for o in objs if o["kind"] in ("ServiceMonitor", "PodMonitor")]
+    for m in monitors:
+        mname = f"{where}: {m['kind']}/{m['metadata']['name']}"
+        eps = m["spec"].get("endpoints") or m["spec"].get("podMetricsEndpoints") or []
+        if m["kind"] == "ServiceMonitor":
+            targets = [s for s in services if selector_matches(m["spec"]["selector"], s["metadata"].get("labels") or {})]
+            ok = bool(targets) and all(any(p.get("name") == e.get("port") for s in targets
+                                           for p in s["spec"].get("ports", [])) for e in eps)
+            ck.check(f"{mname}: selects a Service with the endpoint's port", ok)
+        else:
+            targets = [tpl for _, tpl, _ in pods if selector_matches(m["spec"]["selector"], tpl["metadata"].get("labels") or {})]
+            ok = bool(targets) and all(any(p.get("name") == e.get("port") for tpl in targets
+                                           for c in exporter_containers(tpl["spec"]) for p in c.get("ports") or [])
+                                       for e in eps)
+            ck.check(f"{mname}: selects the exporter pods and their `metrics` port", ok)
+        ck.check(f"{mname}: scrapes the telemetry path {sorted(ctx['telemetry_paths'])}",
+                 all(e.get("path") in ctx["telemetry_paths"] for e in eps))
+        relabeled = set()
+        for e in eps:
+            for r in e.get("relabelings") or []:
+                if r.get("targetLabel") == "job" and r.get("action", "replace").lower() == "replace" \
+                        and not r.get("sourceLabels"):
+                    relabeled.add(r.get("replacement"))
+        ck.check(f"{mname}: sets job={sorted(jobs)} that deploy/prometheus/alerts.yaml selects on",
+                 bool(jobs) and relabeled == jobs, f"relabels job to {sorted(relabeled)}")
+    ck.check(f"{where}: at most one of ServiceMonitor / PodMonitor (else every target is scraped twice)",
+             len({m["kind"] for m in monitors}) <= 1)
+
+    # NetworkPolicy: covers every exporter pod; the metrics port only from the monitoring namespace.
+    for np in [o for o in objs if o["kind"] == "NetworkPolicy"]:
+        nname = f"{where}: NetworkPolicy/{np['metadata']['name']}"
+        spec = np["spec"]
+        ck.check(f"{nname}: selects every exporter pod",
+                 bool(pods) and all(selector_matches(spec["podSelector"], tpl["metadata"].get("labels") or {})
+                                    for _, tpl, _ in pods))
+        problems = []
+        if "Ingress" not in (spec.get("policyTypes") or []):
+            problems.append("policyTypes lacks Ingress")
+        admitting = []
+        for rule in spec.get("ingress") or []:
+            if any(port_covers(p, 10042, "metrics") for p in (rule.get("ports") or [{}])):
+                admitting.append(rule)
+        if not admitting:
+            problems.append("no rule admits the metrics port")
+        for rule in admitting:
+            peers = rule.get("from")
+            if not peers:
+                problems.append("a rule admits the metrics port from everywhere")
+                continue
+            for peer in peers:
+                ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+                if peer.get("ipBlock") or ns != {"kubernetes.io/metadata.name": MONITORING_NAMESPACE} \
+                        or (peer.get("namespaceSelector") or {}).get("matchExpressions"):
+                    problems.append(f"metrics port admitted from {peer}")
+        ck.problems(f"{nname}: metrics port admitted only from namespace {MONITORING_NAMESPACE}", problems)
+
+
+def check_dockerfile(ck, ctx):
+    d = ctx["docker"]
+    cargo = ctx["cargo"]
+    ck.check("Dockerfile: builder is a pinned Rust image on Debian 12 (rust:<version>-bookworm)",
+             any(re.match(r"rust:(\$\{RUST_VERSION\}|\d+\.\d+(\.\d+)?)-bookworm\b", f) for f in d["from"])
+             and re.fullmatch(r"\d+\.\d+(\.\d+)?", d["args"].get("RUST_VERSION", "")) is not None,
+             f"FROM {d['from']}, RUST_VERSION={d['args'].get('RUST_VERSION')}")
+    ck.check("Dockerfile: runtime is distroless cc-debian12:nonroot",
+             d["from"] and d["from"][-1].startswith("gcr.io/distroless/cc-debian12:nonroot"), f"{d['from'][-1:]}")
+    ck.check("Dockerfile: USER is numeric and non-root (uid:gid)",
+             re.fullmatch(r"[1-9]\d*(:\d+)?", d["user"] or "") is not None, f"USER {d['user']}")
+    port = listen_port(ctx["cli"]["defaults"].get("web.listen-address"))
+    ck.check(f"Dockerfile: EXPOSE {port} (the --web.listen-address default)", str(port) in d["expose"],
+             f"EXPOSE {d['expose']}")
+    ck.check("Dockerfile: ENTRYPOINT in exec form", (d["entrypoint"] or "").startswith("["))
+    hc = d["healthcheck"] or ""
+    cmd = re.search(r"CMD\s+(\[.*\])", hc)
+    hc_args = json.loads(cmd.group(1)) if cmd else []
+    ck.check("Dockerfile: HEALTHCHECK in exec form runs the `healthcheck` subcommand of src/cli.rs",
+             len(hc_args) >= 2 and hc_args[1] == "healthcheck" and "healthcheck" in ctx["cli"]["subcommands"],
+             f"HEALTHCHECK {hc}")
+    labels = d["labels"]
+    ck.check(f"Dockerfile: ARG VERSION default is Cargo.toml's version {cargo['version']}",
+             d["args"].get("VERSION") == cargo["version"], f"VERSION={d['args'].get('VERSION')}")
+    problems = []
+    for key, want in [("org.opencontainers.image.source", cargo.get("repository")),
+                      ("org.opencontainers.image.licenses", cargo.get("license")),
+                      ("org.opencontainers.image.description", cargo.get("description")),
+                      ("org.opencontainers.image.version", "${VERSION}")]:
+        if labels.get(key) != want:
+            problems.append(f"{key}={labels.get(key)!r}, want {want!r}")
+    ck.problems("Dockerfile: OCI labels source, licenses, description, version match Cargo.toml", problems)
+    # The revision ARG reaches the compiler only if src/ reads that variable at compile time.
+    env_revision = re.findall(r"ENV\s+(LINQ_EXPORTER_REVISION)=", read(os.path.join(ROOT, "Dockerfile")))
+    if env_revision:
+        srcs = "".join(read(p) for p in glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True))
+        if os.path.exists(os.path.join(ROOT, "build.rs")):
+            srcs += read(os.path.join(ROOT, "build.rs"))
+        ck.check("Dockerfile: LINQ_EXPORTER_REVISION is read at compile time by src/ or build.rs",
+                 "LINQ_EXPORTER_REVISION" in srcs)
+
+
+def dockerignore_admits(patterns, path):
+    """Docker's .dockerignore semantics for the patterns used here: the last matching pattern wins,
+    `!` re-admits, a pattern matching a directory applies to everything below it."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for pat in patterns:
+        neg = pat.startswith("!")
+        p = pat[1:] if neg else pat
+        p = p.strip("/")
+        if p.startswith("**/"):
+            hit = any(fnmatch.fnmatchcase(x.split("/")[-1], p[3:]) or fnmatch.fnmatchcase(x, p[3:])
+                      for x in prefixes)
+        else:
+            hit = any(fnmatch.fnmatchcase(x, p) and x.count("/") == p.count("/") for x in prefixes)
+        if hit:
+            excluded = not neg
+    return not excluded
+
+
+def check_dockerignore(ck, ctx):
+    lines = [l.strip() for l in read(os.path.join(ROOT, ".dockerignore")).splitlines()]
+    patterns = [l for l in lines if l and not l.startswith("#")]
+    ck.check(".dockerignore: allow-list (starts with `*`)", patterns[:1] == ["*"])
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.split()
+    admitted = {f for f in files if dockerignore_admits(patterns, f)}
+    needed = ["Cargo.toml", "Cargo.lock"] + [f for f in files if f == "build.rs"]
+    # Every source file, every declared target, every file included at compile time.
+    needed += [f for f in files if f.startswith("src/")]
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as fh:
+        manifest = tomllib.load(fh)
+    for kind in ("lib", "bin", "test", "bench", "example"):
+        targets = manifest.get(kind) or []
+        for t in targets if isinstance(targets, list) else [targets]:
+            if t.get("path"):
+                needed.append(t["path"])
+    for src in [f for f in files if f.endswith(".rs")]:
+        for inc in re.findall(r'include_(?:str|bytes)!\(\s*"([^"]+)"', read(os.path.join(ROOT, src))):
+            needed.append(os.path.normpath(os.path.join(os.path.dirname(src), inc)))
+    missing = sorted({n for n in needed if n not in admitted})
+    ck.check(".dockerignore: admits Cargo.toml, Cargo.lock, src/, declared targets, included files",
+             not missing, f"not in the build context: {missing}")
+    leaked = sorted(f for f in admitted if f.startswith(("target/", ".git/", "deploy/", "docs/"))
+                    or re.search(r"(^|/)\.env$|\.(key|pem)$", f))
+    ck.check(".dockerignore: keeps target/, .git/, deploy/, docs/ and key files out", not leaked,
+             f"admitted: {leaked[:10]}")
+
+
+def check_secret_example(ck):
+    path = os.path.join(KDIR, "secret.example.yaml")
+    docs = [d for d in yaml.safe_load_all(read(path)) if d]
+    import kubernetes_validate
+    ok = len(docs) == 1 and docs[0]["kind"] == "Secret"
+    problems = [] if ok else ["expected exactly one Secret"]
+    if ok:
+        s = docs[0]
+        data = dict(s.get("stringData") or {})
+        if s.get("data"):
+            problems.append("uses base64 `data` (use stringData with a visible placeholder)")
+        if list(data) != ["api-key"]:
+            problems.append(f"keys {list(data)}, want [api-key]")
+        if not all(re.fullmatch(r"REPLACE_WITH_[A-Z_]+", v or "") for v in data.values()):
+            problems.append("value is not a REPLACE_WITH_... placeholder")
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(s, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{version}: {e.message}")
+    ck.problems("secret.example.yaml: one Secret `api-key` with a placeholder, valid for "
+                f"Kubernetes {', '.join(K8S_VERSIONS)}", problems)
+    # The name and key the manifests mount.
+    base = yaml.safe_load_all(read(os.path.join(KDIR, "base", "deployment.yaml")))
+    refs = set()
+    for d in base:
+        for v in (d or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
+            if "secret" in v:
+                refs.add(v["secret"]["secretName"])
+    ck.check("secret.example.yaml: its name is the Secret the Deployment mounts",
+             ok and refs == {docs[0]["metadata"]["name"]}, f"mounted {refs}")
+
+
+def check_docs(ck, ctx):
+    path = os.path.join(ROOT, "docs", "deploy.md")
+    if not os.path.exists(path):
+        ck.check("docs/deploy.md exists", False)
+        return
+    text = read(path)
+    envs = set(re.findall(r"\b(LINQ_[A-Z0-9_]+)\b", text))
+    compile_time = {"LINQ_EXPORTER_REVISION"}
+    ck.check("docs/deploy.md: every LINQ_* env name exists in src/cli.rs",
+             not (envs - ctx["cli"]["envs"] - compile_time), f"unknown: {sorted(envs - ctx['cli']['envs'] - compile_time)}")
+    flags = set(re.findall(r"--((?:linq|web|log|demo)\.[a-z0-9\-]+)", text))
+    ck.check("docs/deploy.md: every --linq./--web./--log. flag exists in src/cli.rs",
+             not (flags - ctx["cli"]["flags"]), f"unknown: {sorted(flags - ctx['cli']['flags'])}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", help="write 'passed failed' to this file")
+    args = parser.parse_args()
+    ck = Checker()
+
+    cli = cli_facts()
+    docker = dockerfile_facts()
+    uid = int(docker["user"].split(":")[0]) if docker["user"] and docker["user"][0].isdigit() else None
+    ctx = {"cargo": cargo_facts(), "cli": cli, "docker": docker, "docker_uid": uid,
+           "served": served_paths(), "alert_jobs": alert_jobs(), "telemetry_paths": set()}
+    ck.check("src/cli.rs: env names, flags and defaults parsed",
+             len(cli["envs"]) >= 10 and "web.listen-address" in cli["defaults"]
+             and "web.telemetry-path" in cli["defaults"], f"{len(cli['envs'])} env names")
+    ck.check("src/: serves /healthz and /readyz", {"/healthz", "/readyz"} <= ctx["served"],
+             f"found {sorted(ctx['served'])}")
+
+    check_dockerfile(ck, ctx)
+    check_dockerignore(ck, ctx)
+
+    dirs = kustomizations()
+    ck.check(f"deploy/kubernetes: {len(dirs)} kustomizations found", len(dirs) >= 3)
+    for directory in dirs:
+        where = rel(directory)
+        objs, err = render(directory)
+        if not ck.check(f"{where}: kubectl kustomize renders", objs is not None, err):
+            continue
+        check_render(ck, where, objs, ctx)
+
+    check_secret_example(ck)
+    check_docs(ck, ctx)
+
+    print(f"manifests: {ck.passed} passed, {ck.failed} failed")
+    if args.counts:
+        with open(args.counts, "w") as f:
+            f.write(f"{ck.passed} {ck.failed}\n")
+    return 1 if ck.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
