@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
 use crate::config::ChatMetrics;
@@ -38,13 +39,14 @@ impl Default for RenderOptions {
     }
 }
 
-/// A rendered snapshot: the plain bytes and the cached gzip prefix.
+/// A rendered snapshot: the plain bytes and the cached gzip prefix, both shared (a scrape sends
+/// them without copying).
 #[derive(Debug, Clone)]
 pub struct Rendered {
     /// The exposition text of the snapshot metrics.
-    pub text: Vec<u8>,
+    pub text: Bytes,
     /// gzip header plus the sync-flushed raw deflate of `text`.
-    gzip_prefix: Vec<u8>,
+    gzip_prefix: Bytes,
     /// CRC32 state of `text`.
     crc: crc32fast::Hasher,
     /// Series in `text`.
@@ -206,16 +208,19 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
     render_snapshot_parts(w.out, w.series, dropped)
 }
 
-fn render_snapshot_parts(text: Vec<u8>, series: usize, dropped: usize) -> Rendered {
+fn render_snapshot_parts(mut text: Vec<u8>, series: usize, dropped: usize) -> Rendered {
     let mut compress = Compress::new(Compression::fast(), false);
     let mut gzip_prefix = Vec::with_capacity(text.len() / 6 + 64);
     gzip_prefix.extend_from_slice(&GZIP_HEADER);
     deflate_into(&mut compress, &text, &mut gzip_prefix, FlushCompress::Sync);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&text);
+    // Kept for a whole poll interval: give back what the growth strategy over-allocated.
+    text.shrink_to_fit();
+    gzip_prefix.shrink_to_fit();
     Rendered {
-        text,
-        gzip_prefix,
+        text: Bytes::from(text),
+        gzip_prefix: Bytes::from(gzip_prefix),
         crc,
         series,
         dropped,
@@ -312,18 +317,15 @@ impl Rendered {
         render_snapshot_parts(Vec::new(), 0, 0)
     }
 
-    /// The plain exposition of the snapshot followed by `tail`.
-    pub fn plain_with_tail(&self, tail: &[u8]) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.text.len() + tail.len());
-        body.extend_from_slice(&self.text);
-        body.extend_from_slice(tail);
-        body
+    /// The plain exposition of the snapshot followed by `tail`, as two chunks (the first shared).
+    pub fn plain_with_tail(&self, tail: Vec<u8>) -> [Bytes; 2] {
+        [self.text.clone(), Bytes::from(tail)]
     }
 
-    /// One gzip member holding the snapshot followed by `tail`; only `tail` is compressed here.
-    pub fn gzip_with_tail(&self, tail: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.gzip_prefix.len() + tail.len() / 3 + 64);
-        out.extend_from_slice(&self.gzip_prefix);
+    /// One gzip member holding the snapshot followed by `tail`, as two chunks: the cached,
+    /// shared prefix and the compressed tail with the gzip trailer (only `tail` is compressed).
+    pub fn gzip_with_tail(&self, tail: &[u8]) -> [Bytes; 2] {
+        let mut out = Vec::with_capacity(tail.len() / 3 + 64);
         let mut compress = Compress::new(Compression::fast(), false);
         deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
         let mut crc = self.crc.clone();
@@ -333,7 +335,7 @@ impl Rendered {
         out.extend_from_slice(&crc.finalize().to_le_bytes());
         let size = (self.text.len() as u64 + tail.len() as u64) as u32;
         out.extend_from_slice(&size.to_le_bytes());
-        out
+        [self.gzip_prefix.clone(), Bytes::from(out)]
     }
 }
 
@@ -376,7 +378,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = String::from_utf8(on.text).expect("utf8");
+        let text = String::from_utf8(on.text.to_vec()).expect("utf8");
         assert!(text.contains(
             "linq_chat_info{chat_id=\"chat-3\",phone_number=\"+14155551234\",service=\"WhatsApp\",is_group=\"false\",is_archived=\"false\",display_name=\"Ann \\\"the \\\\ boss\\\"\\nO'Neil ✓\"} 1\n"
         ), "{text}");
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn series_count_matches_sample_lines() {
         let r = render_snapshot(&snapshot(), &RenderOptions::default());
-        let text = String::from_utf8(r.text.clone()).expect("utf8");
+        let text = String::from_utf8(r.text.to_vec()).expect("utf8");
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(r.series, samples);
         // 2 scores + 2 statuses + 3 health timestamps + 4 info + 4 chat counts + 5 participants
@@ -407,7 +409,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = String::from_utf8(r.text).expect("utf8");
+        let text = String::from_utf8(r.text.to_vec()).expect("utf8");
         assert!(!text.lines().any(|l| l.starts_with("linq_chat_info{")));
         assert!(text.contains("linq_chats{"));
         assert_eq!(r.series, 4 + 5 + 9 + 20);
@@ -417,11 +419,11 @@ mod tests {
     fn gzip_with_tail_is_one_valid_member() {
         let r = render_snapshot(&snapshot(), &RenderOptions::default());
         for tail in [&b""[..], b"linq_up 1\n", &vec![b'x'; 200_000][..]] {
-            let gz = r.gzip_with_tail(tail);
+            let gz = r.gzip_with_tail(tail).concat();
             let mut d = flate2::read::GzDecoder::new(&gz[..]);
             let mut plain = Vec::new();
             d.read_to_end(&mut plain).expect("valid gzip");
-            assert_eq!(plain, r.plain_with_tail(tail));
+            assert_eq!(plain, r.plain_with_tail(tail.to_vec()).concat());
         }
     }
 }

@@ -255,10 +255,8 @@ pub async fn run_once(config: Config) -> Result<Vec<u8>, RunError> {
     parts.poller.poll_once().await?;
     let mut tail = Vec::new();
     parts.state.metrics.render(&mut tail);
-    let published = parts
-        .state
-        .published()
-        .map(|p| p.rendered.plain_with_tail(&tail))
-        .unwrap_or(tail);
-    Ok(published)
+    Ok(match parts.state.published() {
+        Some(p) => p.rendered.plain_with_tail(tail).concat(),
+        None => tail,
+    })
 }

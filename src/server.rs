@@ -122,13 +122,36 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         HeaderValue::from_static(EXPOSITION_CONTENT_TYPE),
     );
     resp_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    let body = if accepts_gzip(&headers) {
+    let chunks = if accepts_gzip(&headers) {
         resp_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         rendered.gzip_with_tail(&tail)
     } else {
-        rendered.plain_with_tail(&tail)
+        rendered.plain_with_tail(tail)
     };
-    (resp_headers, body).into_response()
+    (resp_headers, axum::body::Body::new(Chunks(chunks.into()))).into_response()
+}
+
+/// A response body of a few ready chunks, sent without copying them into one buffer.
+struct Chunks(std::collections::VecDeque<bytes::Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

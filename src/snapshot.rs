@@ -21,8 +21,8 @@ pub const UNKNOWN: &str = "unknown";
 /// What the exporter keeps of one chat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRecord {
-    /// Chat id.
-    pub id: Box<str>,
+    /// Chat id (shared with the builder's index while building).
+    pub id: Arc<str>,
     /// The `phone_number` label.
     pub phone_number: Arc<str>,
     /// The chat's service label.
@@ -127,7 +127,7 @@ struct Pending {
 /// order in which concurrent walks finish.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    chats: HashMap<Box<str>, Pending>,
+    chats: HashMap<Arc<str>, Pending>,
     interned: HashMap<Box<str>, Arc<str>>,
     keep_display_name: bool,
     pages: u64,
@@ -209,8 +209,9 @@ impl SnapshotBuilder {
                     .as_ref()
                     .and_then(|s| unix_seconds(s.updated_at.as_deref()))
             });
+        let id: Arc<str> = Arc::from(chat.id.as_ref());
         let record = ChatRecord {
-            id: Box::from(chat.id.as_ref()),
+            id: id.clone(),
             phone_number,
             service,
             is_group: chat.is_group,
@@ -225,7 +226,7 @@ impl SnapshotBuilder {
             },
         };
         self.chats.insert(
-            Box::from(chat.id.as_ref()),
+            id,
             Pending {
                 walk,
                 record,
