@@ -39,21 +39,26 @@ impl Default for RenderOptions {
     }
 }
 
-/// A rendered snapshot: the plain bytes and the cached gzip prefix, both shared (a scrape sends
-/// them without copying).
+/// A rendered snapshot: the plain text and its cached gzip form, each as a list of shared
+/// chunks (a scrape sends them without copying; rendering never reallocates a large buffer).
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The exposition text of the snapshot metrics.
-    pub text: Bytes,
-    /// gzip header plus the sync-flushed raw deflate of `text`.
-    gzip_prefix: Bytes,
+    /// The exposition text of the snapshot metrics, in chunks.
+    text: Vec<Bytes>,
+    /// gzip header plus the raw deflate of `text`, sync-flushed at the end, in chunks.
+    gzip_prefix: Vec<Bytes>,
     /// CRC32 state of `text`.
     crc: crc32fast::Hasher,
+    /// Length of `text`.
+    len: usize,
     /// Series in `text`.
     pub series: usize,
     /// Chats the cap left without per-chat series.
     pub dropped: usize,
 }
+
+/// Rendered text is cut into chunks of about this size.
+const CHUNK: usize = 256 * 1024;
 
 /// Escapes a label value: backslash, double quote and newline; everything else (unicode
 /// included) is written as is.
@@ -79,12 +84,66 @@ fn write_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Writes samples into chunks, compressing and checksumming each finished chunk as it goes.
 struct Writer {
     out: Vec<u8>,
     series: usize,
+    text: Vec<Bytes>,
+    gzip: Vec<Bytes>,
+    compress: Compress,
+    crc: crc32fast::Hasher,
+    len: usize,
 }
 
 impl Writer {
+    fn new() -> Self {
+        Writer {
+            out: Vec::with_capacity(CHUNK + 4096),
+            series: 0,
+            text: Vec::new(),
+            gzip: vec![Bytes::from_static(&GZIP_HEADER)],
+            compress: Compress::new(Compression::fast(), false),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// Moves the current chunk into the output once it is full (or `force`).
+    fn cut(&mut self, force: bool) {
+        if self.out.len() < CHUNK && !force {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK + 4096));
+        let flush = if force {
+            FlushCompress::Sync
+        } else {
+            FlushCompress::None
+        };
+        let mut z = Vec::with_capacity(chunk.len() / 4 + 64);
+        deflate_into(&mut self.compress, &chunk, &mut z, flush);
+        if !z.is_empty() {
+            z.shrink_to_fit();
+            self.gzip.push(Bytes::from(z));
+        }
+        self.crc.update(&chunk);
+        self.len += chunk.len();
+        if !chunk.is_empty() {
+            self.text.push(Bytes::from(chunk));
+        }
+    }
+
+    fn finish(mut self, dropped: usize) -> Rendered {
+        self.cut(true);
+        Rendered {
+            text: self.text,
+            gzip_prefix: self.gzip,
+            crc: self.crc,
+            len: self.len,
+            series: self.series,
+            dropped,
+        }
+    }
+
     fn header(&mut self, name: &str, help: &str) {
         let _ = write!(self.out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
     }
@@ -109,6 +168,7 @@ impl Writer {
         write_f64(&mut self.out, value);
         self.out.push(b'\n');
         self.series += 1;
+        self.cut(false);
     }
 }
 
@@ -127,10 +187,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
         opts.unhealthy_score,
         opts.max_chat_series,
     );
-    let mut w = Writer {
-        out: Vec::with_capacity(256 + chats.len() * 400 + snap.chat_counts.len() * 160),
-        series: 0,
-    };
+    let mut w = Writer::new();
 
     per_chat(&mut w, &chats, opts);
 
@@ -205,26 +262,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
         );
     }
 
-    render_snapshot_parts(w.out, w.series, dropped)
-}
-
-fn render_snapshot_parts(mut text: Vec<u8>, series: usize, dropped: usize) -> Rendered {
-    let mut compress = Compress::new(Compression::fast(), false);
-    let mut gzip_prefix = Vec::with_capacity(text.len() / 6 + 64);
-    gzip_prefix.extend_from_slice(&GZIP_HEADER);
-    deflate_into(&mut compress, &text, &mut gzip_prefix, FlushCompress::Sync);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&text);
-    // Kept for a whole poll interval: give back what the growth strategy over-allocated.
-    text.shrink_to_fit();
-    gzip_prefix.shrink_to_fit();
-    Rendered {
-        text: Bytes::from(text),
-        gzip_prefix: Bytes::from(gzip_prefix),
-        crc,
-        series,
-        dropped,
-    }
+    w.finish(dropped)
 }
 
 fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
@@ -314,17 +352,26 @@ fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut Vec<u8>, flush: Fl
 impl Rendered {
     /// An empty snapshot (before the first complete sweep): only the self metrics are served.
     pub fn empty() -> Self {
-        render_snapshot_parts(Vec::new(), 0, 0)
+        Writer::new().finish(0)
     }
 
-    /// The plain exposition of the snapshot followed by `tail`, as two chunks (the first shared).
-    pub fn plain_with_tail(&self, tail: Vec<u8>) -> [Bytes; 2] {
-        [self.text.clone(), Bytes::from(tail)]
+    /// The snapshot's exposition text, in one buffer (for `--once` and tests).
+    pub fn text(&self) -> Vec<u8> {
+        self.text.concat()
+    }
+
+    /// The plain exposition of the snapshot followed by `tail`, as chunks (all but the last
+    /// shared with the cache).
+    pub fn plain_with_tail(&self, tail: Vec<u8>) -> Vec<Bytes> {
+        let mut chunks = Vec::with_capacity(self.text.len() + 1);
+        chunks.extend(self.text.iter().cloned());
+        chunks.push(Bytes::from(tail));
+        chunks
     }
 
     /// One gzip member holding the snapshot followed by `tail`, as two chunks: the cached,
     /// shared prefix and the compressed tail with the gzip trailer (only `tail` is compressed).
-    pub fn gzip_with_tail(&self, tail: &[u8]) -> [Bytes; 2] {
+    pub fn gzip_with_tail(&self, tail: &[u8]) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(tail.len() / 3 + 64);
         let mut compress = Compress::new(Compression::fast(), false);
         deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
@@ -333,9 +380,13 @@ impl Rendered {
         tail_crc.update(tail);
         crc.combine(&tail_crc);
         out.extend_from_slice(&crc.finalize().to_le_bytes());
-        let size = (self.text.len() as u64 + tail.len() as u64) as u32;
+        // ISIZE is the length modulo 2^32, as RFC 1952 defines it.
+        let size = (self.len as u64 + tail.len() as u64) as u32;
         out.extend_from_slice(&size.to_le_bytes());
-        [self.gzip_prefix.clone(), Bytes::from(out)]
+        let mut chunks = Vec::with_capacity(self.gzip_prefix.len() + 1);
+        chunks.extend(self.gzip_prefix.iter().cloned());
+        chunks.push(Bytes::from(out));
+        chunks
     }
 }
 
@@ -370,7 +421,7 @@ mod tests {
     fn display_name_label_is_opt_in_and_escaped() {
         let s = snapshot();
         let off = render_snapshot(&s, &RenderOptions::default());
-        assert!(!String::from_utf8_lossy(&off.text).contains("display_name"));
+        assert!(!String::from_utf8_lossy(&off.text()).contains("display_name"));
         let on = render_snapshot(
             &s,
             &RenderOptions {
@@ -378,7 +429,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = String::from_utf8(on.text.to_vec()).expect("utf8");
+        let text = String::from_utf8(on.text()).expect("utf8");
         assert!(text.contains(
             "linq_chat_info{chat_id=\"chat-3\",phone_number=\"+14155551234\",service=\"WhatsApp\",is_group=\"false\",is_archived=\"false\",display_name=\"Ann \\\"the \\\\ boss\\\"\\nO'Neil ✓\"} 1\n"
         ), "{text}");
@@ -387,7 +438,7 @@ mod tests {
     #[test]
     fn series_count_matches_sample_lines() {
         let r = render_snapshot(&snapshot(), &RenderOptions::default());
-        let text = String::from_utf8(r.text.to_vec()).expect("utf8");
+        let text = String::from_utf8(r.text()).expect("utf8");
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(r.series, samples);
         // 2 scores + 2 statuses + 3 health timestamps + 4 info + 4 chat counts + 5 participants
@@ -409,10 +460,37 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = String::from_utf8(r.text.to_vec()).expect("utf8");
+        let text = String::from_utf8(r.text()).expect("utf8");
         assert!(!text.lines().any(|l| l.starts_with("linq_chat_info{")));
         assert!(text.contains("linq_chats{"));
         assert_eq!(r.series, 4 + 5 + 9 + 20);
+    }
+
+    #[test]
+    fn large_snapshots_span_many_chunks_and_stay_one_gzip_member() {
+        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+            .expect("fixture");
+        let mut b = SnapshotBuilder::new(false);
+        let mut chat = page.chats.into_iter().next().expect("a chat");
+        for i in 0..6000 {
+            chat.id = format!("chat-{i:05}").into();
+            b.add_chat(0, None, &chat);
+        }
+        let r = render_snapshot(&b.finish(&[]), &RenderOptions::default());
+        assert!(r.text.len() > 3, "{} chunks", r.text.len());
+        assert_eq!(r.series, 6000 * 4 + 1 + 1 + 4 + 10);
+        let text = r.text();
+        assert_eq!(
+            text.iter().filter(|&&c| c == b'\n').count(),
+            r.series + 2 * 9,
+            "one HELP and one TYPE line per family"
+        );
+        let gz = r.gzip_with_tail(b"linq_up 1\n").concat();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("valid gzip");
+        assert_eq!(plain, [text, b"linq_up 1\n".to_vec()].concat());
     }
 
     #[test]
