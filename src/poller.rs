@@ -277,9 +277,10 @@ impl Poller {
         } else {
             numbers.iter().cloned().map(Some).collect()
         });
-        let builder = Arc::new(Mutex::new(SnapshotBuilder::new(
-            self.opts.render.display_name,
-        )));
+        let expected = self.state.published().map_or(0, |p| p.summary.total_chats);
+        let builder = Arc::new(Mutex::new(
+            SnapshotBuilder::new(self.opts.render.display_name).with_capacity(expected),
+        ));
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = JoinSet::new();
         for _ in 0..self.opts.concurrency.clamp(1, walks.len()) {

@@ -150,6 +150,13 @@ impl SnapshotBuilder {
         }
     }
 
+    /// Reserves room for `chats` chats (the last sweep's count), so the index is not rehashed
+    /// (briefly doubling its memory) as a large account is walked.
+    pub fn with_capacity(mut self, chats: usize) -> Self {
+        self.chats.reserve(chats);
+        self
+    }
+
     fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.interned.get(s) {
             return a.clone();
