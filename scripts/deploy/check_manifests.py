@@ -14,7 +14,7 @@ Renders every kustomization under deploy/kubernetes with `kubectl kustomize` and
   - the wiring between objects: Service -> pods, ServiceMonitor -> Service, PodMonitor -> pods,
     NetworkPolicy -> pods and who it admits, the job label the alerts select on;
   - the Dockerfile and .dockerignore against Cargo.toml, src/ and the manifests;
-  - the Secret example and the env names / flags quoted in docs/deploy.md.
+  - the Secret example and the env names / flags quoted in README.md.
 Prints one line per check and `manifests: N passed, M failed`; exit status 1 on any failure.
 """
 
@@ -619,17 +619,17 @@ def check_secret_example(ck):
 
 
 def check_docs(ck, ctx):
-    path = os.path.join(ROOT, "docs", "deploy.md")
+    path = os.path.join(ROOT, "README.md")
     if not os.path.exists(path):
-        ck.check("docs/deploy.md exists", False)
+        ck.check("README.md exists", False)
         return
     text = read(path)
     envs = set(re.findall(r"\b(LINQ_[A-Z0-9_]+)\b", text))
     compile_time = {"LINQ_EXPORTER_REVISION"}
-    ck.check("docs/deploy.md: every LINQ_* env name exists in src/cli.rs",
+    ck.check("README.md: every LINQ_* env name exists in src/cli.rs",
              not (envs - ctx["cli"]["envs"] - compile_time), f"unknown: {sorted(envs - ctx['cli']['envs'] - compile_time)}")
     flags = set(re.findall(r"--((?:linq|web|log|demo)\.[a-z0-9\-]+)", text))
-    ck.check("docs/deploy.md: every --linq./--web./--log. flag exists in src/cli.rs",
+    ck.check("README.md: every --linq./--web./--log. flag exists in src/cli.rs",
              not (flags - ctx["cli"]["flags"]), f"unknown: {sorted(flags - ctx['cli']['flags'])}")
 
 
