@@ -247,7 +247,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the demo's simulated Linq API on its own (for benchmarks and experiments).
+    /// Serve the demo's simulated Linq API on its own, without faults (for benchmarks and experiments).
     Simulate {
         /// Address to listen on.
         #[arg(long = "listen", default_value = "127.0.0.1:10043")]
@@ -261,21 +261,6 @@ pub enum Command {
         /// Added latency per request (e.g. 50ms).
         #[arg(long = "latency", default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
-        /// Fraction of requests answered with a transient 500.
-        #[arg(long = "error-rate", default_value_t = 0.0)]
-        error_rate: f64,
-        /// Fraction of requests answered with 429 and Retry-After: 1.
-        #[arg(long = "rate-limit-rate", default_value_t = 0.0)]
-        rate_limit_rate: f64,
-        /// Fraction of requests delayed by --slow-delay.
-        #[arg(long = "slow-rate", default_value_t = 0.0)]
-        slow_rate: f64,
-        /// Delay of a slow request.
-        #[arg(long = "slow-delay", default_value = "300ms", value_parser = parse_duration)]
-        slow_delay: Duration,
-        /// Fraction of pages answered with malformed JSON.
-        #[arg(long = "malformed-rate", default_value_t = 0.0)]
-        malformed_rate: f64,
     },
     /// Query a running exporter's /healthz and exit 0 when healthy, 1 otherwise (for Docker HEALTHCHECK).
     Healthcheck {

@@ -203,25 +203,6 @@ pub enum ApiKeySource {
     File(PathBuf),
 }
 
-/// Demo simulator settings (fault injection rates are fractions of requests).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DemoConfig {
-    /// Number of synthetic chats.
-    pub chats: usize,
-    /// Fraction of requests answered 500.
-    pub error_rate: f64,
-    /// Fraction of requests answered 429 with `Retry-After: 1`.
-    pub rate_limit_rate: f64,
-    /// Fraction of pages delayed by `slow_delay`.
-    pub slow_rate: f64,
-    /// Delay of a slow page.
-    pub slow_delay: Duration,
-    /// Fraction of pages answered with malformed JSON.
-    pub malformed_rate: f64,
-    /// Fraction of requests answered 401.
-    pub unauthorized_rate: f64,
-}
-
 /// Retry policy for API requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -287,7 +268,7 @@ pub struct Config {
     /// Run one sweep and print.
     pub once: bool,
     /// Demo simulator settings when `--demo`.
-    pub demo: Option<DemoConfig>,
+    pub demo: Option<crate::demo::SimConfig>,
 }
 
 fn fraction(flag: &'static str, v: f64) -> Result<f64, ConfigError> {
@@ -402,7 +383,7 @@ impl TryFrom<&Cli> for Config {
             if cli.demo_chats == 0 || cli.demo_chats > 1_000_000 {
                 return Err(invalid("--demo.chats", "must be from 1 to 1000000".into()));
             }
-            Some(DemoConfig {
+            Some(crate::demo::SimConfig {
                 chats: cli.demo_chats,
                 error_rate: fraction("--demo.error-rate", cli.demo_error_rate)?,
                 rate_limit_rate: fraction("--demo.rate-limit-rate", cli.demo_rate_limit_rate)?,
@@ -413,6 +394,7 @@ impl TryFrom<&Cli> for Config {
                     "--demo.unauthorized-rate",
                     cli.demo_unauthorized_rate,
                 )?,
+                ..Default::default()
             })
         } else {
             None

@@ -29,7 +29,7 @@ pub fn numbers(count: usize) -> Vec<String> {
 pub const DEMO_KEY: &str = "demo-key-not-secret";
 
 /// Simulator settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
     /// Number of chats.
     pub chats: usize,
@@ -70,21 +70,6 @@ impl Default for SimConfig {
             malformed_rate: 0.0,
             unauthorized_rate: 0.0,
             drift_period: Duration::from_secs(15),
-        }
-    }
-}
-
-impl From<&crate::config::DemoConfig> for SimConfig {
-    fn from(d: &crate::config::DemoConfig) -> Self {
-        SimConfig {
-            chats: d.chats,
-            error_rate: d.error_rate,
-            rate_limit_rate: d.rate_limit_rate,
-            slow_rate: d.slow_rate,
-            slow_delay: d.slow_delay,
-            malformed_rate: d.malformed_rate,
-            unauthorized_rate: d.unauthorized_rate,
-            ..SimConfig::default()
         }
     }
 }

@@ -85,7 +85,7 @@ async fn build(config: &Config) -> Result<Parts, RunError> {
     let (base_url, key, simulator) = match (&config.demo, &config.api_key) {
         (Some(demo), _) => {
             let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-            let (url, task) = demo::spawn(&demo.into(), listener)?;
+            let (url, task) = demo::spawn(demo, listener)?;
             tracing::info!(url = %url, chats = demo.chats, "demo: simulated Linq API started");
             (
                 url,

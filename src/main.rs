@@ -85,22 +85,12 @@ async fn main() -> ExitCode {
         chats,
         numbers,
         latency,
-        error_rate,
-        rate_limit_rate,
-        slow_rate,
-        slow_delay,
-        malformed_rate,
     }) = &cli.command
     {
         let sim = linq_exporter::demo::SimConfig {
             chats: *chats,
             numbers: linq_exporter::demo::numbers(*numbers),
             latency: *latency,
-            error_rate: *error_rate,
-            rate_limit_rate: *rate_limit_rate,
-            slow_rate: *slow_rate,
-            slow_delay: *slow_delay,
-            malformed_rate: *malformed_rate,
             ..Default::default()
         };
         return match simulate(sim, listen.0).await {

@@ -154,26 +154,24 @@ impl http_body::Body for Chunks {
     }
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.poller_health() {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+/// A probe answer: 200 with `ok`, or 503 with `failed: reason`.
+fn probe(result: Result<(), String>, ok: &'static str, failed: &str) -> Response {
+    match result {
+        Ok(()) => (StatusCode::OK, ok).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {reason}\n"),
+            format!("{failed}: {reason}\n"),
         )
             .into_response(),
     }
 }
 
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    probe(state.poller_health(), "ok\n", "unhealthy")
+}
+
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.readiness(SystemTime::now()) {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
-        )
-            .into_response(),
-    }
+    probe(state.readiness(SystemTime::now()), "ready\n", "not ready")
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Response {
