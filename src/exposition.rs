@@ -63,6 +63,11 @@ const CHUNK: usize = 256 * 1024;
 /// Escapes a label value: backslash, double quote and newline; everything else (unicode
 /// included) is written as is.
 pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
+    // Almost no value needs escaping: copy it whole when none of the three bytes occurs.
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
     for b in value.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),

@@ -138,9 +138,14 @@ pub struct ErrorBody {
     pub message: Option<String>,
 }
 
-/// Decodes a chats page.
+/// Decodes a chats page. The body is checked as UTF-8 once, up front, so the decoder need not
+/// check every string again.
 pub fn decode_chats_page(body: &[u8]) -> Result<ChatsPage<'_>, serde_json::Error> {
-    serde_json::from_slice(body)
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        // Let the decoder report where the invalid bytes are.
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 /// The Linq error code in an error body, if the body is the JSON envelope.

@@ -1,0 +1,189 @@
+//! Where a sweep's time goes (bench/probe.sh builds and runs this; see docs/benchmarks.md).
+//!
+//! Over the page files bench/gen_dataset.py wrote, with the exporter's own library code, times:
+//!   decode        models::decode_chats_page on every page, from memory
+//!   aggregate     decode + SnapshotBuilder::add_chat + finish, from memory
+//!   render        exposition::render_snapshot (plain text + cached gzip) of that snapshot
+//! and against the nginx serving them (a base URL argument), one page at a time like one walk:
+//!   fetch         a reqwest client set up like the exporter's, body read, nothing decoded
+//!   fetch+agg     fetch, decode, aggregate: what the exporter does in one walk
+//!   overlap       the same, but page n is decoded and aggregated on another thread while page
+//!                 n+1 downloads (its cursor found by a scan of the body's tail): what a
+//!                 pipelined walk could reach
+//! Each stage runs REPS times; the median is printed as `probe_<stage>_ms=N`. An optional last
+//! argument `memory` runs only the in-memory stages (for `perf record`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use linq_exporter::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::models::decode_chats_page;
+use linq_exporter::snapshot::SnapshotBuilder;
+
+/// The allocator src/main.rs uses, so allocation costs match the exporter's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn median(mut v: Vec<Duration>) -> u128 {
+    v.sort();
+    v[v.len() / 2].as_millis()
+}
+
+fn aggregate(pages: &[Vec<u8>]) -> Res<linq_exporter::snapshot::Snapshot> {
+    let mut b = SnapshotBuilder::new(false);
+    for body in pages {
+        let page = decode_chats_page(body)?;
+        b.count_page();
+        for chat in &page.chats {
+            b.add_chat(0, None, chat);
+        }
+    }
+    Ok(b.finish(&[]))
+}
+
+/// The next cursor without decoding the page: the API puts it at the end of the body.
+fn tail_cursor(body: &[u8]) -> Option<String> {
+    let tail = &body[body.len().saturating_sub(256)..];
+    let text = std::str::from_utf8(tail).ok()?;
+    let at = text.rfind("\"next_cursor\":")? + "\"next_cursor\":".len();
+    let rest = text[at..].trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+async fn fetch(client: &reqwest::Client, base: &str, cursor: Option<&str>) -> Res<bytes::Bytes> {
+    let mut q = vec![("limit", "100")];
+    if let Some(c) = cursor {
+        q.push(("cursor", c));
+    }
+    let resp = client
+        .get(format!("{base}/v3/chats"))
+        .header("authorization", "Bearer bench")
+        .query(&q)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(resp.bytes().await?)
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if !(4..=5).contains(&args.len()) {
+        return Err("usage: probe DATASET_DIR BASE_URL REPS [memory]".into());
+    }
+    let memory_only = args.get(4).is_some_and(|a| a == "memory");
+    let (dir, base, reps) = (Path::new(&args[1]), args[2].as_str(), args[3].parse::<usize>()?);
+    let order = std::fs::read_to_string(dir.join("order.txt"))?;
+    let cursors: Vec<&str> = order.lines().collect();
+    let pages: Vec<Vec<u8>> = cursors
+        .iter()
+        .map(|c| {
+            let name = if c.is_empty() { "first" } else { c };
+            std::fs::read(dir.join("pages").join(format!("{name}.json")))
+        })
+        .collect::<Result<_, _>>()?;
+    let bytes: usize = pages.iter().map(Vec::len).sum();
+    println!("probe_pages={} probe_bytes={bytes}", pages.len());
+
+    let (mut dec, mut agg, mut ren) = (vec![], vec![], vec![]);
+    let mut total = 0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut n = 0;
+        for body in &pages {
+            n += decode_chats_page(body)?.chats.len();
+        }
+        dec.push(t.elapsed());
+        total = n;
+        let t = Instant::now();
+        let snap = aggregate(&pages)?;
+        agg.push(t.elapsed());
+        assert_eq!(snap.total_chats(), total, "aggregate");
+        let t = Instant::now();
+        let r = render_snapshot(&snap, &RenderOptions::default());
+        ren.push(t.elapsed());
+        std::hint::black_box(&r);
+    }
+    println!("probe_chats={total}");
+    println!("probe_decode_ms={}", median(dec));
+    println!("probe_aggregate_ms={}", median(agg));
+    println!("probe_render_ms={}", median(ren));
+    if memory_only {
+        return Ok(());
+    }
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()?;
+    let (mut fet, mut full, mut over) = (vec![], vec![], vec![]);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut cursor: Option<String> = None;
+        let mut n = 0;
+        loop {
+            let body = fetch(&client, base, cursor.as_deref()).await?;
+            n += 1;
+            cursor = tail_cursor(&body);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        fet.push(t.elapsed());
+        assert_eq!(n, pages.len(), "walk length");
+
+        let t = Instant::now();
+        let mut b = SnapshotBuilder::new(false);
+        let mut cursor: Option<String> = None;
+        loop {
+            let body = fetch(&client, base, cursor.as_deref()).await?;
+            let page = decode_chats_page(&body)?;
+            b.count_page();
+            for chat in &page.chats {
+                b.add_chat(0, None, chat);
+            }
+            cursor = page.next_cursor.filter(|c| !c.is_empty());
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let snap = b.finish(&[]);
+        full.push(t.elapsed());
+        assert_eq!(snap.total_chats(), total, "fetch+aggregate");
+
+        let t = Instant::now();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+        let worker = std::thread::spawn(move || -> Res<usize> {
+            let mut b = SnapshotBuilder::new(false);
+            for body in rx {
+                let page = decode_chats_page(&body)?;
+                b.count_page();
+                for chat in &page.chats {
+                    b.add_chat(0, None, chat);
+                }
+            }
+            Ok(b.finish(&[]).total_chats())
+        });
+        let mut cursor: Option<String> = None;
+        loop {
+            let body = fetch(&client, base, cursor.as_deref()).await?;
+            cursor = tail_cursor(&body);
+            tx.send(body)?;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        drop(tx);
+        let chats = worker.join().map_err(|_| "worker panicked")??;
+        over.push(t.elapsed());
+        assert_eq!(chats, total, "overlap");
+    }
+    println!("probe_fetch_ms={}", median(fet));
+    println!("probe_fetch_aggregate_ms={}", median(full));
+    println!("probe_overlap_ms={}", median(over));
+    Ok(())
+}
