@@ -57,6 +57,10 @@ pub struct Rendered {
     pub dropped: usize,
 }
 
+/// Deflate level of the cached gzip: with the zlib-rs backend, level 1 is its "quick" strategy,
+/// which leaves the exposition about 40% larger than level 2 for little time saved.
+const GZIP_LEVEL: u32 = 2;
+
 /// Rendered text is cut into chunks of about this size.
 const CHUNK: usize = 256 * 1024;
 
@@ -107,7 +111,7 @@ impl Writer {
             series: 0,
             text: Vec::new(),
             gzip: vec![Bytes::from_static(&GZIP_HEADER)],
-            compress: Compress::new(Compression::fast(), false),
+            compress: Compress::new(Compression::new(GZIP_LEVEL), false),
             crc: crc32fast::Hasher::new(),
             len: 0,
         }
@@ -378,7 +382,7 @@ impl Rendered {
     /// shared prefix and the compressed tail with the gzip trailer (only `tail` is compressed).
     pub fn gzip_with_tail(&self, tail: &[u8]) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(tail.len() / 3 + 64);
-        let mut compress = Compress::new(Compression::fast(), false);
+        let mut compress = Compress::new(Compression::new(GZIP_LEVEL), false);
         deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
         let mut crc = self.crc.clone();
         let mut tail_crc = crc32fast::Hasher::new();
