@@ -34,6 +34,8 @@ suite "dashboards and alerts" bash scripts/ci-dashboards.sh
 suite "container and kubernetes" bash scripts/ci-deploy.sh
 [ -f bench/run.sh ] && suite "benchmark (smoke)" bash bench/run.sh --smoke
 [ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
+# The fuzz target is not built with its instrumentation here (10 minutes); this keeps it compiling.
+[ -f scripts/fuzz.sh ] && suite "fuzz target compiles" bash scripts/fuzz.sh --check
 
 echo
 if [ "$failed" -gt 0 ]; then

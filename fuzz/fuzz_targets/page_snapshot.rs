@@ -1,0 +1,199 @@
+//! Any bytes in, no panic: a `GET /v3/chats` page body goes through everything the poller does
+//! with it (decode, cursor walk, snapshot building, exposition rendering in every chat-metrics
+//! mode, the cached-gzip path, the summary and the status page), and the same bytes are also
+//! tried as a `GET /v3/phone_numbers` body and as an error envelope.
+//!
+//! The whole input is the body (so the seed corpus is plain JSON pages); the knobs that are not
+//! in the body (walk index, `from` filter, cap, threshold) come from a hash of the input, so
+//! every mutation also moves them.
+//!
+//! Besides "no panic", a few cheap oracles catch wrong output: the gzip form must decompress to
+//! exactly the plain form, the series count must match the sample lines, and the text must be
+//! UTF-8 with one sample per line.
+
+#![no_main]
+
+use std::io::Read;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use libfuzzer_sys::fuzz_target;
+use linq_exporter::config::ChatMetrics;
+use linq_exporter::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::models::{decode_chats_page, error_code, PhoneNumbersPage};
+use linq_exporter::pagination::CursorWalk;
+use linq_exporter::self_metrics::SelfMetrics;
+use linq_exporter::snapshot::SnapshotBuilder;
+use linq_exporter::state::{AppState, Published};
+
+/// `from` filters a walk may have used (`None`: an unfiltered walk, owner taken from handles).
+const FROMS: [Option<&str>; 4] = [
+    None,
+    Some("+14155551234"),
+    Some(""),
+    Some("we\"ird\\\nnum✓"),
+];
+
+/// One state for the status page: building the self-metrics registry per input is wasteful.
+fn state() -> &'static AppState {
+    static STATE: OnceLock<AppState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let metrics = Arc::new(SelfMetrics::new().expect("self metrics register"));
+        AppState::new(metrics, Duration::from_secs(180), "/metrics".into())
+    })
+}
+
+/// FNV-1a over the input: the knobs.
+fn knobs(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The chunks of a response body, joined.
+fn join<B: AsRef<[u8]>>(chunks: impl IntoIterator<Item = B>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in chunks {
+        out.extend_from_slice(c.as_ref());
+    }
+    out
+}
+
+fn check_rendered(rendered: &linq_exporter::exposition::Rendered) {
+    let text = rendered.text();
+    let text = std::str::from_utf8(&text).expect("exposition is UTF-8");
+    let samples = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert_eq!(samples, rendered.series, "series count != sample lines");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "exposition does not end with a newline"
+    );
+    for tail in [&b""[..], b"x", b"linq_up 1\n"] {
+        let gz = join(rendered.gzip_with_tail(tail));
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("gzip_with_tail is valid gzip");
+        assert!(
+            plain == join(rendered.plain_with_tail(tail.to_vec())),
+            "gzip_with_tail != plain_with_tail"
+        );
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let k = knobs(data);
+
+    // The same bytes as the other two bodies the client decodes.
+    let _ = error_code(data);
+    let lines: Option<Vec<(String, Option<String>)>> =
+        serde_json::from_slice::<PhoneNumbersPage<'_>>(data)
+            .ok()
+            .map(|p| {
+                p.phone_numbers
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.phone_number.to_string(),
+                            n.reputation.as_ref().map(|r| r.status.to_string()),
+                        )
+                    })
+                    .collect()
+            });
+
+    let Ok(page) = decode_chats_page(data) else {
+        return;
+    };
+
+    // The cursor walk: this page after a first page, then the same cursor again (a loop
+    // must be reported, not followed).
+    let mut walk = CursorWalk::new();
+    let _ = walk.cursor();
+    let _ = walk.advance(Some("first".into()), 1);
+    let cursor = page.next_cursor.clone();
+    let first = walk.advance(cursor.clone(), page.chats.len());
+    if first.is_ok() && !walk.is_done() {
+        assert_eq!(walk.cursor(), cursor.as_deref());
+        let again = walk.advance(cursor.clone(), page.chats.len());
+        assert!(again.is_err(), "a repeated cursor was not detected");
+    }
+    assert!(walk.pages() >= 2);
+
+    // Snapshot building: the page seen by one walk, and (for some inputs) part of it again by
+    // an earlier or later walk with another filter, which exercises deduplication.
+    let keep_display_name = k & 1 == 0;
+    let walk_index = ((k >> 1) & 3) as usize;
+    let from = FROMS[((k >> 3) & 3) as usize];
+    let mut builder = SnapshotBuilder::new(keep_display_name);
+    builder.count_page();
+    for chat in &page.chats {
+        builder.add_chat(walk_index, from, chat);
+    }
+    if k & (1 << 5) != 0 {
+        builder.count_page();
+        let other_walk = ((k >> 6) & 3) as usize;
+        let other_from = FROMS[((k >> 8) & 3) as usize];
+        for chat in page.chats.iter().rev().step_by(2) {
+            builder.add_chat(other_walk, other_from, chat);
+        }
+    }
+    let _ = builder.len();
+    let _ = builder.is_empty();
+    let walk_numbers: Vec<String> = match (k >> 10) & 3 {
+        0 => Vec::new(),
+        1 => vec!["+14155551234".into()],
+        2 => vec!["+14155550000".into(), "+14155551234".into()],
+        _ => from.map(|f| vec![f.to_string()]).unwrap_or_default(),
+    };
+    let mut snap = builder.finish(&walk_numbers);
+    if let Some(lines) = &lines {
+        snap.reputations = lines
+            .iter()
+            .filter_map(|(n, r)| r.as_deref().map(|r| (Arc::from(n.as_str()), Arc::from(r))))
+            .collect();
+    }
+    assert!(snap.total_chats() <= page.chats.len());
+
+    // Rendering in every mode.
+    let cap = match (k >> 12) & 3 {
+        0 => None,
+        1 => Some(0),
+        2 => Some(1),
+        _ => Some(((k >> 14) & 7) as usize),
+    };
+    let unhealthy_score = [0.0, 50.0, 100.0, 30.5][((k >> 17) & 3) as usize];
+    let mut last = None;
+    for chat_metrics in [ChatMetrics::All, ChatMetrics::Unhealthy, ChatMetrics::None] {
+        for max_chat_series in [None, cap] {
+            let opts = RenderOptions {
+                chat_metrics,
+                unhealthy_score,
+                max_chat_series,
+                display_name: k & (1 << 19) == 0,
+            };
+            let rendered = render_snapshot(&snap, &opts);
+            check_rendered(&rendered);
+            let _ = rendered.gzip_with_tail(b"x");
+            last = Some(rendered);
+        }
+    }
+
+    // The summary and the status page built from it.
+    let summary = snap.summary();
+    let state = state();
+    if let Some(rendered) = last {
+        state.publish(Published {
+            rendered,
+            summary,
+            completed_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000),
+        });
+        let html = linq_exporter::status_page::render(
+            state,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_030),
+        );
+        assert!(!html.is_empty());
+    }
+});
