@@ -65,6 +65,16 @@ impl Drop for Dir {
     }
 }
 
+/// A temp dir holding `cert.pem` and `key.pem` for 127.0.0.1, signed by a fresh CA.
+fn server_pki(name: &str) -> (Dir, Ca) {
+    let dir = Dir::new(name);
+    let ca = ca("ca");
+    let (cert, key) = leaf(&ca, "server");
+    dir.write("cert.pem", &cert);
+    dir.write("key.pem", &key);
+    (dir, ca)
+}
+
 async fn start(api: &FakeApi, config: &Path, extra: &[&str]) -> Exporter {
     let mut args = vec![
         "--web.config.file",
@@ -114,11 +124,7 @@ async fn api() -> FakeApi {
 
 #[tokio::test]
 async fn tls_serves_metrics_and_refuses_plain_http() {
-    let dir = Dir::new("plain");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
+    let (dir, ca) = server_pki("plain");
     let cfg = dir.write(
         "web.yml",
         "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n",
@@ -148,14 +154,10 @@ async fn tls_serves_metrics_and_refuses_plain_http() {
 
 #[tokio::test]
 async fn mutual_tls_require_and_verify() {
-    let dir = Dir::new("mtls");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
+    let (dir, ca) = server_pki("mtls");
     let (client_cert, client_key) = leaf(&ca, "prometheus");
     let rogue = self::ca("rogue");
     let (rogue_cert, rogue_key) = leaf(&rogue, "intruder");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
     dir.write("ca.pem", &ca.pem);
     let cfg = dir.write(
         "web.yml",
@@ -206,13 +208,9 @@ async fn mutual_tls_require_and_verify() {
 
 #[tokio::test]
 async fn verify_client_cert_if_given() {
-    let dir = Dir::new("ifgiven");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
+    let (dir, ca) = server_pki("ifgiven");
     let (client_cert, client_key) = leaf(&ca, "prometheus");
     let (rogue_cert, rogue_key) = leaf(&self::ca("rogue"), "intruder");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
     dir.write("ca.pem", &ca.pem);
     let cfg = dir.write(
         "web.yml",
@@ -240,12 +238,8 @@ async fn verify_client_cert_if_given() {
 
 #[tokio::test]
 async fn require_any_client_cert_accepts_any_but_needs_one() {
-    let dir = Dir::new("anycert");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
+    let (dir, ca) = server_pki("anycert");
     let (rogue_cert, rogue_key) = leaf(&self::ca("rogue"), "anyone");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
     let cfg = dir.write("web.yml", "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  client_auth_type: RequireAnyClientCert\n");
     let api = api().await;
     let exp = start(&api, &cfg, &[]).await;
@@ -260,11 +254,7 @@ async fn require_any_client_cert_accepts_any_but_needs_one() {
 
 #[tokio::test]
 async fn min_version_tls13_refuses_tls12_clients() {
-    let dir = Dir::new("minver");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
+    let (dir, ca) = server_pki("minver");
     let cfg = dir.write(
         "web.yml",
         "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  min_version: TLS13\n",
@@ -430,11 +420,7 @@ async fn certificate_rotation_needs_no_restart_and_a_bad_reload_keeps_the_old_co
 
 #[tokio::test]
 async fn invalid_config_at_start_up_fails_naming_the_problem() {
-    let dir = Dir::new("invalid");
-    let ca = ca("ca");
-    let (cert, key) = leaf(&ca, "server");
-    dir.write("cert.pem", &cert);
-    dir.write("key.pem", &key);
+    let (dir, _ca) = server_pki("invalid");
     let cases = [
         ("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  min_version: TLS11\n", "TLS11"),
         ("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", "cipher_suites"),
