@@ -50,6 +50,14 @@ async fn output(mut cmd: Command) -> std::process::Output {
     .unwrap()
 }
 
+/// Runs the command, asserts it exits 0 (showing its stderr if not), returns stdout and stderr.
+async fn success_output(cmd: Command) -> (String, String) {
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
 #[tokio::test]
 async fn once_prints_the_exposition_and_exits_zero() {
     let api = FakeApi::start().await;
@@ -69,13 +77,7 @@ async fn once_prints_the_exposition_and_exits_zero() {
     let mut cmd = exporter();
     cmd.args(["--once", "--linq.base-url", &api.url])
         .env("LINQ_API_V3_API_KEY", KEY);
-    let out = output(cmd).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, stderr) = success_output(cmd).await;
     assert_eq!(
         value_of(
             &stdout,
@@ -84,7 +86,6 @@ async fn once_prints_the_exposition_and_exits_zero() {
         Some(42.0)
     );
     assert_eq!(value_of(&stdout, "linq_up "), Some(1.0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains(KEY) && !stdout.contains(KEY));
 }
 
@@ -120,13 +121,7 @@ async fn demo_once_works_without_a_key() {
         "--demo.slow-rate",
         "0",
     ]);
-    let out = output(cmd).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, _) = success_output(cmd).await;
     assert_eq!(samples(&stdout, "linq_chat_info").len(), 250);
     let total: f64 = samples(&stdout, "linq_chats")
         .iter()

@@ -27,23 +27,15 @@ import tomllib
 import urllib.error
 import urllib.request
 
+from checks import Checker  # scripts/deploy/checks.py, beside this file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What gcr.io/distroless/cc-debian12 provides (base: glibc, cc: + libgcc_s, libstdc++, libgomp).
 DISTROLESS_CC_LIBS = {"linux-vdso.so.1", "libc.so.6", "libm.so.6", "libgcc_s.so.1", "libpthread.so.0",
                       "libdl.so.2", "librt.so.1", "libstdc++.so.6", "libgomp.so.1",
                       "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
-passed = failed = 0
-
-
-def check(name, ok, why=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + why if why else ''}")
-    return ok
+CK = Checker()
+check = CK.check
 
 
 def http_get(url, timeout=3):
@@ -140,11 +132,7 @@ def main():
     check("healthcheck: exits 1 when nothing answers", hc.returncode == 1,
           f"exit {hc.returncode}: {tail(hc.stdout + hc.stderr)}")
 
-    print(f"binary: {passed} passed, {failed} failed")
-    if args.counts:
-        with open(args.counts, "w") as f:
-            f.write(f"{passed} {failed}\n")
-    return 1 if failed else 0
+    return CK.finish("binary", args.counts)
 
 
 if __name__ == "__main__":

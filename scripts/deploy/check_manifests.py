@@ -31,6 +31,8 @@ import tomllib
 import jsonschema
 import yaml
 
+from checks import Checker  # scripts/deploy/checks.py, beside this file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KDIR = os.path.join(ROOT, "deploy", "kubernetes")
 K8S_VERSIONS = os.environ.get("K8S_VERSIONS", "1.35.0 1.36.0 1.37.0").split()
@@ -41,25 +43,6 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
-
-
-class Checker:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, why=""):
-        if ok:
-            self.passed += 1
-            print(f"ok   {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL {name}{': ' + why if why else ''}")
-        return ok
-
-    def problems(self, name, problems):
-        """One check that passes when the list of problems is empty."""
-        return self.check(name, not problems, "; ".join(problems))
 
 
 def rel(path):
@@ -666,11 +649,7 @@ def main():
     check_secret_example(ck)
     check_docs(ck, ctx)
 
-    print(f"manifests: {ck.passed} passed, {ck.failed} failed")
-    if args.counts:
-        with open(args.counts, "w") as f:
-            f.write(f"{ck.passed} {ck.failed}\n")
-    return 1 if ck.failed else 0
+    return ck.finish("manifests", args.counts)
 
 
 if __name__ == "__main__":

@@ -28,20 +28,12 @@ import time
 sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_manifests import ROOT, dockerignore_admits  # noqa: E402
+from checks import Checker  # noqa: E402
 
 SYSTEM_DIRS = {"tmp", "usr", "bin", "sbin", "etc", "dev", "proc", "sys", "lib", "lib64", "var", "run"}
-passed = failed = 0
 
-
-def check(name, ok, why=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + why if why else ''}")
-    return ok
+CK = Checker()
+check = CK.check
 
 
 def instructions(text):
@@ -207,11 +199,7 @@ def main():
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"docker-sim: {passed} passed, {failed} failed")
-    if args.counts:
-        with open(args.counts, "w") as f:
-            f.write(f"{passed} {failed}\n")
-    return 1 if failed else 0
+    return CK.finish("docker-sim", args.counts)
 
 
 if __name__ == "__main__":
