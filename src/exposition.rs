@@ -198,7 +198,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
     );
     let mut w = Writer::new();
 
-    per_chat(&mut w, &chats, opts);
+    per_chat(&mut w, snap, &chats, opts);
 
     w.header(
         "linq_chats",
@@ -274,7 +274,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
     w.finish(dropped)
 }
 
-fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
+fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &RenderOptions) {
     w.header(
         "linq_chat_health_score",
         "health_score.score of each chat that has one (0-100, beta field).",
@@ -283,7 +283,10 @@ fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
         if let Some(score) = c.score {
             w.sample(
                 "linq_chat_health_score",
-                &[("chat_id", &c.id), ("phone_number", &c.phone_number)],
+                &[
+                    ("chat_id", &c.id),
+                    ("phone_number", snap.label(c.phone_number)),
+                ],
                 score,
             );
         }
@@ -293,13 +296,13 @@ fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
         "1 for the current health_status.status of each chat that carries one.",
     );
     for c in chats {
-        if let Some(status) = &c.status {
+        if let Some(status) = c.status {
             w.sample(
                 "linq_chat_health_status",
                 &[
                     ("chat_id", &c.id),
-                    ("phone_number", &c.phone_number),
-                    ("status", status),
+                    ("phone_number", snap.label(c.phone_number)),
+                    ("status", snap.label(status)),
                 ],
                 1.0,
             );
@@ -313,7 +316,10 @@ fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
         if let Some(t) = c.health_updated {
             w.sample(
                 "linq_chat_health_updated_timestamp_seconds",
-                &[("chat_id", &c.id), ("phone_number", &c.phone_number)],
+                &[
+                    ("chat_id", &c.id),
+                    ("phone_number", snap.label(c.phone_number)),
+                ],
                 t as f64,
             );
         }
@@ -322,8 +328,8 @@ fn per_chat(w: &mut Writer, chats: &[&ChatRecord], opts: &RenderOptions) {
     for c in chats {
         let mut labels: Vec<(&str, &str)> = vec![
             ("chat_id", &c.id),
-            ("phone_number", &c.phone_number),
-            ("service", &c.service),
+            ("phone_number", snap.label(c.phone_number)),
+            ("service", snap.label(c.service)),
             ("is_group", bool_label(c.is_group)),
             ("is_archived", bool_label(c.is_archived)),
         ];

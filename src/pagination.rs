@@ -38,6 +38,11 @@ impl CursorWalk {
         self.done
     }
 
+    /// Whether the walk has already been handed `cursor` (following it would repeat pages).
+    pub fn has_seen(&self, cursor: &str) -> bool {
+        self.seen.contains(cursor)
+    }
+
     /// Pages seen so far.
     pub fn pages(&self) -> u64 {
         self.pages

@@ -351,57 +351,185 @@ impl Poller {
 }
 
 /// One cursor walk through `GET /v3/chats`.
+///
+/// The walk is pipelined: as soon as a page arrives, its `next_cursor` is read from the end of
+/// the body (where the API puts it) and the next page is requested while this one is decoded
+/// and aggregated on a blocking thread. So a sweep costs about the HTTP transfer, not transfer
+/// plus decoding. The guess is checked against the decoded page before the prefetched page is
+/// used; when they differ (or there is nothing to guess from), the prefetch is dropped and the
+/// decoded cursor fetched, so the result never depends on the guess.
 struct Walk<'a> {
     client: &'a LinqClient,
     key: &'a Secret,
     index: usize,
     from: Option<&'a str>,
     page_size: u32,
-    builder: &'a Mutex<SnapshotBuilder>,
+    builder: &'a Arc<Mutex<SnapshotBuilder>>,
+}
+
+/// What decoding one page yields for the walk.
+struct PageOutcome {
+    next_cursor: Option<String>,
+    chats: usize,
 }
 
 impl Walk<'_> {
+    async fn fetch(&self, cursor: Option<&str>) -> Result<bytes::Bytes, ApiError> {
+        let limit = self.page_size.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(from) = self.from {
+            query.push(("from", from));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        self.client.get(CHATS_ENDPOINT, self.key, &query).await
+    }
+
+    /// Decodes a page into the builder, off the async workers.
+    fn decode(&self, body: bytes::Bytes) -> tokio::task::JoinHandle<Result<PageOutcome, String>> {
+        let (builder, index, from) = (
+            self.builder.clone(),
+            self.index,
+            self.from.map(str::to_string),
+        );
+        tokio::task::spawn_blocking(move || {
+            let page = decode_chats_page(&body).map_err(|e| e.to_string())?;
+            let mut b = builder.lock().unwrap_or_else(|p| p.into_inner());
+            b.count_page();
+            for chat in &page.chats {
+                b.add_chat(index, from.as_deref(), chat);
+            }
+            Ok(PageOutcome {
+                chats: page.chats.len(),
+                next_cursor: page.next_cursor,
+            })
+        })
+    }
+
     async fn run(&self) -> Result<(), SweepError> {
         let mut cursor = CursorWalk::new();
-        let limit = self.page_size.to_string();
-        while !cursor.is_done() {
-            let mut query = vec![("limit", limit.as_str())];
-            if let Some(from) = self.from {
-                query.push(("from", from));
-            }
-            if let Some(c) = cursor.cursor() {
-                query.push(("cursor", c));
-            }
-            let body = self.client.get(CHATS_ENDPOINT, self.key, &query).await?;
-            let page = decode_chats_page(&body).map_err(|e| {
-                let err = ApiError::Decode {
-                    endpoint: CHATS_ENDPOINT,
-                    reason: e.to_string(),
-                };
-                self.client.metrics().api_error(CHATS_ENDPOINT, &err);
-                err
-            })?;
-            {
-                let mut b = self.builder.lock().unwrap_or_else(|p| p.into_inner());
-                b.count_page();
-                for chat in &page.chats {
-                    b.add_chat(self.index, self.from, chat);
+        let mut body = self.fetch(None).await?;
+        loop {
+            let guess = peek_next_cursor(&body).filter(|c| !cursor.has_seen(c));
+            let mut work = self.decode(body);
+            let mut prefetch = std::pin::pin!(async {
+                match &guess {
+                    Some(c) => Some(self.fetch(Some(c)).await),
+                    None => None,
                 }
-            }
+            });
+            let mut prefetched = None;
+            let decoded = loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    b = &mut prefetch, if prefetched.is_none() => prefetched = Some(b),
+                }
+            };
+            let page = match decoded {
+                Ok(Ok(page)) => page,
+                Ok(Err(reason)) => {
+                    let err = ApiError::Decode {
+                        endpoint: CHATS_ENDPOINT,
+                        reason,
+                    };
+                    self.client.metrics().api_error(CHATS_ENDPOINT, &err);
+                    return Err(err.into());
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    return Err(ApiError::Decode {
+                        endpoint: CHATS_ENDPOINT,
+                        reason: e.to_string(),
+                    }
+                    .into())
+                }
+            };
             cursor
-                .advance(page.next_cursor, page.chats.len())
+                .advance(page.next_cursor, page.chats)
                 .map_err(|r| SweepError::Pagination {
                     walk: self.from.unwrap_or("all").to_string(),
                     cursor: r.cursor,
                     pages: r.pages,
                 })?;
+            let Some(next) = cursor.cursor() else {
+                return Ok(());
+            };
+            body = match guess.as_deref() == Some(next) {
+                true => match prefetched {
+                    Some(Some(b)) => b?,
+                    _ => prefetch.await.unwrap_or(Err(ApiError::Decode {
+                        endpoint: CHATS_ENDPOINT,
+                        reason: "internal: lost a prefetched page".into(),
+                    }))?,
+                },
+                // A wrong or missing guess: whatever was prefetched is dropped.
+                false => self.fetch(Some(next)).await?,
+            };
         }
-        Ok(())
     }
+}
+
+/// The `next_cursor` of a page, read from the end of the body without decoding it, when the
+/// body ends the way the API writes it: `..."next_cursor": "<cursor>"}` (or `null`, which gives
+/// `None`). Anything else (escapes in the cursor, another layout) gives `None` too. Only a
+/// guess to prefetch with: the decoded page decides.
+pub fn peek_next_cursor(body: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"next_cursor\"";
+    let tail = &body[body.len().saturating_sub(1024)..];
+    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let rest = tail[at + KEY.len()..].trim_ascii_start();
+    let rest = rest.strip_prefix(b":")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' || rest[end + 1..].trim_ascii() != b"}" || end == 0 {
+        return None;
+    }
+    String::from_utf8(rest[..end].to_vec()).ok()
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peek_next_cursor;
+
+    #[test]
+    fn peeks_the_cursor_the_api_writes_last() {
+        let peek = |s: &str| peek_next_cursor(s.as_bytes());
+        assert_eq!(
+            peek(r#"{"chats":[{"id":"a"}],"next_cursor":"b3BhcXVl"}"#).as_deref(),
+            Some("b3BhcXVl")
+        );
+        assert_eq!(
+            peek("{\"chats\": [],\n  \"next_cursor\" : \"x-y_z\" }\n").as_deref(),
+            Some("x-y_z")
+        );
+    }
+
+    #[test]
+    fn anything_unusual_is_no_guess() {
+        let peek = |s: &str| peek_next_cursor(s.as_bytes());
+        for body in [
+            r#"{"chats":[],"next_cursor":null}"#,
+            r#"{"chats":[],"next_cursor":""}"#,
+            // escapes: the decoder knows what they mean, the scan does not guess
+            r#"{"chats":[],"next_cursor":"a\/b"}"#,
+            r#"{"chats":[],"next_cursor":"a\"}"#,
+            // not the last member of the top-level object
+            r#"{"next_cursor":"a","chats":[]}"#,
+            r#"{"chats":[],"meta":{"next_cursor":"a"}}"#,
+            r#"{"chats":[{"note":"\"next_cursor\":\"a\""}]}"#,
+            // cut short, or no cursor at all
+            r#"{"chats":[],"next_cursor":"abc"#,
+            r#"{"chats":[]}"#,
+            "",
+        ] {
+            assert_eq!(peek(body), None, "{body}");
+        }
+    }
 }

@@ -1,11 +1,17 @@
 //! The snapshot: pure aggregation of API data into what `/metrics` shows. API pages go in
 //! through [`SnapshotBuilder`]; an immutable [`Snapshot`] comes out. No I/O here.
 //!
-//! Only what the metrics need is kept per chat (no whole `Chat` objects), and repeated label
-//! values (numbers, services, statuses) are interned, so 100k chats stay small.
+//! Built for 100k chats per sweep: only what the metrics need is kept per chat (no whole `Chat`
+//! objects), repeated label values (numbers, services, statuses) are interned once as small
+//! integer [`Label`]s, the dedupe index holds record positions rather than a second copy of each
+//! id, and the aggregates are counted over integer keys before their labels are resolved.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::models::Chat;
 
@@ -18,27 +24,95 @@ pub const KNOWN_STATUSES: [&str; 4] = ["HEALTHY", "AT_RISK", "CRITICAL", "OPTED_
 /// Label value for a missing service, status or number.
 pub const UNKNOWN: &str = "unknown";
 
-/// What the exporter keeps of one chat.
+/// An interned label value (a number, service or status): an index into [`Labels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label(u32);
+
+impl Label {
+    /// `unknown`.
+    pub const UNKNOWN: Label = Label(0);
+    /// `HEALTHY`.
+    pub const HEALTHY: Label = Label(1);
+    /// `AT_RISK`.
+    pub const AT_RISK: Label = Label(2);
+    /// `CRITICAL`.
+    pub const CRITICAL: Label = Label(3);
+    /// `OPTED_OUT`.
+    pub const OPTED_OUT: Label = Label(4);
+}
+
+/// The values behind [`Label`]s. The documented statuses and `unknown` come first, at the
+/// indices of the `Label` constants, so a status can be judged without a string compare.
 #[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    values: Vec<Arc<str>>,
+    index: FxHashMap<Arc<str>, Label>,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        let mut labels = Labels {
+            values: Vec::new(),
+            index: FxHashMap::default(),
+        };
+        for s in [UNKNOWN, "HEALTHY", "AT_RISK", "CRITICAL", "OPTED_OUT"] {
+            labels.intern(s);
+        }
+        labels
+    }
+}
+
+impl Labels {
+    /// The label of `s`, added if new.
+    pub fn intern(&mut self, s: &str) -> Label {
+        if let Some(l) = self.index.get(s) {
+            return *l;
+        }
+        let label = Label(self.values.len() as u32);
+        let value: Arc<str> = Arc::from(s);
+        self.values.push(value.clone());
+        self.index.insert(value, label);
+        label
+    }
+
+    /// The value of a label.
+    pub fn value(&self, l: Label) -> &Arc<str> {
+        // Labels only come from `intern` on this table (or a clone of it).
+        &self.values[l.0 as usize]
+    }
+}
+
+/// What the exporter keeps of one chat.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRecord {
-    /// Chat id (shared with the builder's index while building).
-    pub id: Arc<str>,
+    /// Chat id.
+    pub id: Box<str>,
     /// The `phone_number` label.
-    pub phone_number: Arc<str>,
+    pub phone_number: Label,
     /// The chat's service label.
-    pub service: Arc<str>,
-    /// Group chat.
-    pub is_group: bool,
-    /// Archived chat.
-    pub is_archived: bool,
+    pub service: Label,
+    /// `health_status.status`, when the chat has one.
+    pub status: Option<Label>,
     /// `health_score.score`, when the chat has one.
     pub score: Option<f64>,
-    /// `health_status.status`, when the chat has one.
-    pub status: Option<Arc<str>>,
     /// Unix time of the last health change (`health_status.updated_at`, else `health_score.updated_at`).
     pub health_updated: Option<i64>,
     /// Display name, kept only when the display-name label is enabled.
     pub display_name: Option<Box<str>>,
+    /// Group chat.
+    pub is_group: bool,
+    /// Archived chat.
+    pub is_archived: bool,
+    /// The walk that supplied this record (the earliest walk wins a duplicate).
+    walk: u32,
+    /// This chat's other participants: a range of the builder's participant list.
+    participants: (u32, u32),
+}
+
+impl Default for Label {
+    fn default() -> Self {
+        Label::UNKNOWN
+    }
 }
 
 impl ChatRecord {
@@ -46,11 +120,11 @@ impl ChatRecord {
     /// of the status and the score decides (a score below 30 ranks with CRITICAL, below 60
     /// with AT_RISK: the dashboards' red and amber thresholds).
     pub fn severity(&self) -> u8 {
-        let by_status = match self.status.as_deref() {
-            Some("CRITICAL") => 0,
-            Some("OPTED_OUT") => 1,
-            Some("AT_RISK") => 2,
-            Some("HEALTHY") => 4,
+        let by_status = match self.status {
+            Some(Label::CRITICAL) => 0,
+            Some(Label::OPTED_OUT) => 1,
+            Some(Label::AT_RISK) => 2,
+            Some(Label::HEALTHY) => 4,
             Some(_) => 3,
             None => 5,
         };
@@ -81,8 +155,8 @@ impl ChatRecord {
     pub fn is_unhealthy(&self, score_threshold: f64) -> bool {
         self.score.is_some_and(|s| s < score_threshold)
             || matches!(
-                self.status.as_deref(),
-                Some("AT_RISK" | "CRITICAL" | "OPTED_OUT")
+                self.status,
+                Some(Label::AT_RISK | Label::CRITICAL | Label::OPTED_OUT)
             )
     }
 }
@@ -97,6 +171,8 @@ pub type ParticipantKey = (Arc<str>, Arc<str>, Arc<str>);
 pub struct Snapshot {
     /// Every chat, sorted by id.
     pub chats: Vec<ChatRecord>,
+    /// The values of the chats' labels.
+    pub labels: Labels,
     /// Chats by (number, service, group, archived).
     pub chat_counts: BTreeMap<ChatCountKey, u64>,
     /// Participants (not `is_me`) by (number, handle service, status).
@@ -115,30 +191,84 @@ pub struct Snapshot {
     pub reputations: Vec<(Arc<str>, Arc<str>)>,
 }
 
-#[derive(Debug)]
-struct Pending {
-    walk: usize,
-    record: ChatRecord,
-    participants: Box<[(Arc<str>, Arc<str>)]>,
-}
-
 /// Builds a [`Snapshot`] from pages. Chats are deduplicated by id; when walks disagree about a
 /// chat the earliest walk (in configuration order) wins, so the result does not depend on the
 /// order in which concurrent walks finish.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    chats: HashMap<Arc<str>, Pending>,
-    interned: HashMap<Box<str>, Arc<str>>,
+    /// Records in arrival order.
+    chats: Vec<ChatRecord>,
+    /// Dedupe index: positions in `chats`, hashed by chat id (the id is stored once, in the record).
+    index: HashTable<u32>,
+    /// (service, status) of every chat's other participants; records hold ranges of it.
+    participants: Vec<(Label, Label)>,
+    labels: Labels,
     keep_display_name: bool,
     pages: u64,
     duplicates: u64,
 }
 
+fn id_hash(id: &str) -> u64 {
+    FxBuildHasher.hash_one(id)
+}
+
 /// Parses an RFC 3339 time to Unix seconds; anything else is `None` (not worth failing a sweep).
 fn unix_seconds(s: Option<&str>) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s?)
-        .ok()
-        .map(|t| t.timestamp())
+    let s = s?;
+    fast_utc_seconds(s).or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp())
+    })
+}
+
+/// The common form `YYYY-MM-DDTHH:MM:SSZ` without a parser; `None` for anything else (offsets,
+/// fractions, out-of-range fields), which chrono then handles.
+fn fast_utc_seconds(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d < 1 || d > month_days[(mo - 1) as usize] {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3_600 + mi * 60 + sec)
 }
 
 impl SnapshotBuilder {
@@ -150,20 +280,15 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Reserves room for `chats` chats (the last sweep's count), so the index is not rehashed
-    /// (briefly doubling its memory) as a large account is walked.
+    /// Reserves room for `chats` chats (the last sweep's count), so the index and the records
+    /// are not regrown (briefly doubling their memory) as a large account is walked.
     pub fn with_capacity(mut self, chats: usize) -> Self {
         self.chats.reserve(chats);
+        self.participants.reserve(chats + chats / 2);
+        let records = &self.chats;
+        self.index
+            .reserve(chats, |&i| id_hash(&records[i as usize].id));
         self
-    }
-
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.interned.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.interned.insert(Box::from(s), a.clone());
-        a
     }
 
     /// Counts one fetched page.
@@ -174,12 +299,35 @@ impl SnapshotBuilder {
     /// Adds a chat seen by walk number `walk` (its index in configuration order), which used the
     /// `from` filter `walk_from` (`None` for an unfiltered walk).
     pub fn add_chat(&mut self, walk: usize, walk_from: Option<&str>, chat: &Chat<'_>) {
-        if let Some(existing) = self.chats.get(chat.id.as_ref()) {
+        let walk = u32::try_from(walk).unwrap_or(u32::MAX);
+        let hash = id_hash(&chat.id);
+        let records = &self.chats;
+        let existing = self
+            .index
+            .find(hash, |&i| *records[i as usize].id == *chat.id)
+            .copied();
+        if let Some(i) = existing {
             self.duplicates += 1;
-            if existing.walk <= walk {
+            if self.chats[i as usize].walk <= walk {
                 return;
             }
         }
+        let record = self.record(walk, walk_from, chat);
+        match existing {
+            // An earlier walk's view replaces a later one's, in place.
+            Some(i) => self.chats[i as usize] = record,
+            None => {
+                let i = self.chats.len() as u32;
+                self.chats.push(record);
+                let records = &self.chats;
+                self.index
+                    .insert_unique(hash, i, |&j| id_hash(&records[j as usize].id));
+            }
+        }
+    }
+
+    fn record(&mut self, walk: u32, walk_from: Option<&str>, chat: &Chat<'_>) -> ChatRecord {
+        let labels = &mut self.labels;
         let phone = match walk_from {
             Some(n) => n,
             None => chat
@@ -189,24 +337,19 @@ impl SnapshotBuilder {
                 .map(|h| h.handle.as_ref())
                 .unwrap_or(UNKNOWN),
         };
-        let phone_number = self.intern(phone);
-        let service = self.intern(chat.service.as_deref().unwrap_or(UNKNOWN));
-        let status = chat
-            .health_status
-            .as_ref()
-            .map(|s| s.status.as_ref())
-            .map(|s| self.intern(s));
-        let participants: Box<[(Arc<str>, Arc<str>)]> = chat
-            .handles
-            .iter()
-            .filter(|h| h.is_me != Some(true))
-            .map(|h| {
-                (
-                    self.intern(h.service.as_deref().unwrap_or(UNKNOWN)),
-                    self.intern(h.status.as_deref().unwrap_or(UNKNOWN)),
-                )
-            })
-            .collect();
+        let start = self.participants.len() as u32;
+        self.participants.extend(
+            chat.handles
+                .iter()
+                .filter(|h| h.is_me != Some(true))
+                .map(|h| {
+                    (
+                        labels.intern(h.service.as_deref().unwrap_or(UNKNOWN)),
+                        labels.intern(h.status.as_deref().unwrap_or(UNKNOWN)),
+                    )
+                }),
+        );
+        let end = self.participants.len() as u32;
         let health_updated = chat
             .health_status
             .as_ref()
@@ -216,30 +359,26 @@ impl SnapshotBuilder {
                     .as_ref()
                     .and_then(|s| unix_seconds(s.updated_at.as_deref()))
             });
-        let id: Arc<str> = Arc::from(chat.id.as_ref());
-        let record = ChatRecord {
-            id: id.clone(),
-            phone_number,
-            service,
-            is_group: chat.is_group,
-            is_archived: chat.is_archived,
+        ChatRecord {
+            id: Box::from(chat.id.as_ref()),
+            phone_number: labels.intern(phone),
+            service: labels.intern(chat.service.as_deref().unwrap_or(UNKNOWN)),
+            status: chat
+                .health_status
+                .as_ref()
+                .map(|s| labels.intern(&s.status)),
             score: chat.health_score.as_ref().map(|s| s.score),
-            status,
             health_updated,
             display_name: if self.keep_display_name {
                 chat.display_name.as_deref().map(Box::from)
             } else {
                 None
             },
-        };
-        self.chats.insert(
-            id,
-            Pending {
-                walk,
-                record,
-                participants,
-            },
-        );
+            is_group: chat.is_group,
+            is_archived: chat.is_archived,
+            walk,
+            participants: (start, end),
+        }
     }
 
     /// Number of distinct chats so far.
@@ -255,72 +394,130 @@ impl SnapshotBuilder {
     /// Aggregates everything into a snapshot. `walk_numbers` are numbers walked with `from`; they
     /// appear in the per-number status and score series even when they have no chats.
     pub fn finish(self, walk_numbers: &[String]) -> Snapshot {
-        let mut snap = Snapshot {
-            pages: self.pages,
-            duplicates: self.duplicates,
-            ..Default::default()
-        };
-        for n in walk_numbers {
-            snap.phone_numbers.insert(Arc::from(n.as_str()));
-        }
-        let mut chats = Vec::with_capacity(self.chats.len());
-        for (_, p) in self.chats {
-            let r = &p.record;
-            snap.phone_numbers.insert(r.phone_number.clone());
-            *snap
-                .chat_counts
-                .entry((
-                    r.phone_number.clone(),
-                    r.service.clone(),
-                    r.is_group,
-                    r.is_archived,
-                ))
+        let SnapshotBuilder {
+            mut chats,
+            index,
+            participants,
+            mut labels,
+            pages,
+            duplicates,
+            ..
+        } = self;
+        drop(index);
+        let mut numbers: BTreeSet<Label> = walk_numbers.iter().map(|n| labels.intern(n)).collect();
+        let mut chat_counts: FxHashMap<(Label, Label, bool, bool), u64> = FxHashMap::default();
+        let mut people: FxHashMap<(Label, Label, Label), u64> = FxHashMap::default();
+        let mut by_status: FxHashMap<(Label, Label), u64> = FxHashMap::default();
+        let mut buckets: FxHashMap<Label, [u64; 10]> = FxHashMap::default();
+        let mut last_phone = None;
+        for r in &chats {
+            // Chats of one walk share a number: skip the set insert while it repeats.
+            if last_phone != Some(r.phone_number) {
+                numbers.insert(r.phone_number);
+                last_phone = Some(r.phone_number);
+            }
+            *chat_counts
+                .entry((r.phone_number, r.service, r.is_group, r.is_archived))
                 .or_default() += 1;
-            for (service, status) in p.participants.iter() {
-                *snap
-                    .participants
-                    .entry((r.phone_number.clone(), service.clone(), status.clone()))
+            let (start, end) = r.participants;
+            for (service, status) in participants
+                .get(start as usize..end as usize)
+                .unwrap_or_default()
+            {
+                *people
+                    .entry((r.phone_number, *service, *status))
                     .or_default() += 1;
             }
-            if let Some(status) = &r.status {
-                *snap
-                    .by_status
-                    .entry((r.phone_number.clone(), status.clone()))
-                    .or_default() += 1;
+            if let Some(status) = r.status {
+                *by_status.entry((r.phone_number, status)).or_default() += 1;
             }
             if let Some(score) = r.score {
-                let buckets = snap
-                    .score_buckets
-                    .entry(r.phone_number.clone())
-                    .or_default();
+                let b = buckets.entry(r.phone_number).or_default();
                 for (i, le) in SCORE_BUCKETS.iter().enumerate() {
                     if score <= f64::from(*le) {
-                        buckets[i] += 1;
+                        b[i] += 1;
                     }
                 }
             }
-            chats.push(p.record);
         }
+        drop(participants);
         // Every number shows every documented status and every bucket, zero included, so
         // ratios and alerts have a denominator and series do not flap in and out of existence.
-        for phone in &snap.phone_numbers {
-            for s in KNOWN_STATUSES {
-                snap.by_status
-                    .entry((phone.clone(), Arc::from(s)))
-                    .or_insert(0);
+        for phone in &numbers {
+            for s in [
+                Label::HEALTHY,
+                Label::AT_RISK,
+                Label::CRITICAL,
+                Label::OPTED_OUT,
+            ] {
+                by_status.entry((*phone, s)).or_insert(0);
             }
-            snap.score_buckets.entry(phone.clone()).or_default();
+            buckets.entry(*phone).or_default();
         }
-        chats.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        snap.chats = chats;
-        snap
+        sort_by_id(&mut chats);
+        let v = |l: Label| labels.value(l).clone();
+        Snapshot {
+            chat_counts: chat_counts
+                .into_iter()
+                .map(|((p, s, g, a), n)| ((v(p), v(s), g, a), n))
+                .collect(),
+            participants: people
+                .into_iter()
+                .map(|((p, s, st), n)| ((v(p), v(s), v(st)), n))
+                .collect(),
+            by_status: by_status
+                .into_iter()
+                .map(|((p, s), n)| ((v(p), v(s)), n))
+                .collect(),
+            score_buckets: buckets.into_iter().map(|(p, b)| (v(p), b)).collect(),
+            phone_numbers: numbers.into_iter().map(v).collect(),
+            chats,
+            labels,
+            pages,
+            duplicates,
+            reputations: Vec::new(),
+        }
     }
+}
+
+/// Sorts records by id. The comparisons run on an integer prefix of each id kept beside its
+/// position (ids are compared in full only when their first eight bytes tie), and the records
+/// are then moved into place once.
+fn sort_by_id(chats: &mut Vec<ChatRecord>) {
+    if chats.is_sorted_by(|a, b| a.id <= b.id) {
+        return;
+    }
+    let prefix = |id: &str| {
+        let mut p = [0u8; 8];
+        let n = id.len().min(8);
+        p[..n].copy_from_slice(&id.as_bytes()[..n]);
+        u64::from_be_bytes(p)
+    };
+    let mut order: Vec<(u64, u32)> = chats
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (prefix(&c.id), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| chats[a.1 as usize].id.cmp(&chats[b.1 as usize].id))
+    });
+    let mut sorted = Vec::with_capacity(chats.len());
+    for (_, i) in order {
+        sorted.push(std::mem::take(&mut chats[i as usize]));
+    }
+    *chats = sorted;
 }
 
 impl Snapshot {
     /// Total number of chats.
     pub fn total_chats(&self) -> usize {
         self.chats.len()
+    }
+
+    /// The value of one of the chats' labels.
+    pub fn label(&self, l: Label) -> &str {
+        self.labels.value(l)
     }
 
     /// The chats that get per-chat series under `mode`, capped at `max` (worst chats first);
@@ -354,6 +551,23 @@ impl Snapshot {
     }
 }
 
+/// One of the worst chats, as the status page lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorstChat {
+    /// Chat id.
+    pub id: String,
+    /// `health_score.score`.
+    pub score: Option<f64>,
+    /// `health_status.status`.
+    pub status: Option<String>,
+    /// The chat's number.
+    pub phone_number: String,
+    /// The chat's service.
+    pub service: String,
+    /// Display name, when the display-name label is enabled.
+    pub display_name: Option<String>,
+}
+
 /// What the status page shows of a snapshot, kept so the whole snapshot need not be.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -368,7 +582,7 @@ pub struct Summary {
     /// Scored chats per score band (0-10, 10-20, ... 90-100).
     pub score_bands: [u64; 10],
     /// The worst chats, worst first.
-    pub worst: Vec<ChatRecord>,
+    pub worst: Vec<WorstChat>,
     /// Line reputations: (number, status).
     pub reputations: Vec<(String, String)>,
     /// Numbers in the snapshot.
@@ -418,8 +632,23 @@ impl Snapshot {
             .iter()
             .filter(|c| c.score.is_some() || c.status.is_some())
             .collect();
-        worst.sort_unstable_by(|a, b| a.worse_first(b));
-        s.worst = worst.into_iter().take(WORST_CHATS).cloned().collect();
+        let n = worst.len().min(WORST_CHATS);
+        if n > 0 {
+            worst.select_nth_unstable_by(n - 1, |a, b| a.worse_first(b));
+            worst.truncate(n);
+            worst.sort_unstable_by(|a, b| a.worse_first(b));
+        }
+        s.worst = worst
+            .into_iter()
+            .map(|c| WorstChat {
+                id: c.id.to_string(),
+                score: c.score,
+                status: c.status.map(|l| self.label(l).to_string()),
+                phone_number: self.label(c.phone_number).to_string(),
+                service: self.label(c.service).to_string(),
+                display_name: c.display_name.as_deref().map(str::to_string),
+            })
+            .collect();
         s
     }
 }
@@ -453,7 +682,7 @@ mod tests {
         let me = a("+14155551234");
         let unknown = a("unknown");
         // chat-4 has no is_me handle, so its number is unknown.
-        assert_eq!(s.chats[3].phone_number, unknown);
+        assert_eq!(s.label(s.chats[3].phone_number), "unknown");
         let expected: BTreeMap<ChatCountKey, u64> = [
             ((me.clone(), a("WhatsApp"), false, false), 1),
             ((me.clone(), a("iMessage"), false, false), 1),
@@ -500,7 +729,7 @@ mod tests {
         assert!(s
             .chats
             .iter()
-            .all(|c| c.phone_number.as_ref() == "+15550001111"));
+            .all(|c| s.label(c.phone_number) == "+15550001111"));
         assert_eq!(s.phone_numbers.len(), 1);
     }
 
@@ -515,7 +744,7 @@ mod tests {
         let s = b.finish(&["+15550000001".into(), "+15550000002".into()]);
         assert_eq!(s.total_chats(), 1);
         assert_eq!(s.duplicates, 2);
-        assert_eq!(s.chats[0].phone_number.as_ref(), "+15550000001");
+        assert_eq!(s.label(s.chats[0].phone_number), "+15550000001");
         assert_eq!(s.participants.values().sum::<u64>(), 1);
         // the number without chats still has zero status series
         assert_eq!(
@@ -523,6 +752,89 @@ mod tests {
             Some(&0)
         );
         assert_eq!(s.chats[0].display_name, None);
+    }
+
+    #[test]
+    fn fast_time_parse_agrees_with_chrono() {
+        let chrono = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp())
+        };
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2026-05-02T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2000-02-29T12:00:00Z",
+            "2100-03-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert_eq!(fast_utc_seconds(s), chrono(s), "{s}");
+            assert!(fast_utc_seconds(s).is_some(), "{s}");
+        }
+        // Not the fast form: chrono decides (offsets, fractions), or nobody can (nonsense).
+        for s in [
+            "2023-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-05-02T24:00:00Z",
+            "2026-05-02T00:00:00+02:00",
+            "2026-05-02T00:00:00.5Z",
+            "2026-05-02 00:00:00Z",
+            "2026-0a-02T00:00:00Z",
+        ] {
+            assert_eq!(fast_utc_seconds(s), None, "{s}");
+            assert_eq!(unix_seconds(Some(s)), chrono(s), "{s}");
+        }
+        assert_eq!(
+            unix_seconds(Some("2026-05-02T02:00:00+02:00")),
+            Some(1_777_680_000)
+        );
+    }
+
+    #[test]
+    fn records_are_sorted_by_the_whole_id() {
+        let page = decode_chats_page(FULL.as_bytes()).expect("fixture");
+        let mut chat = page.chats.into_iter().next().expect("a chat");
+        let mut b = SnapshotBuilder::new(false);
+        // Ids sharing their first eight bytes, shorter than eight bytes, and out of order.
+        let ids = [
+            "chat-000-b",
+            "chat-000-a",
+            "b",
+            "chat-000",
+            "a",
+            "chat-001",
+            "ab",
+        ];
+        for id in ids {
+            chat.id = id.into();
+            b.add_chat(0, None, &chat);
+        }
+        let s = b.finish(&[]);
+        let got: Vec<&str> = s.chats.iter().map(|c| c.id.as_ref()).collect();
+        let mut want = ids.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn documented_statuses_have_fixed_labels() {
+        let labels = Labels::default();
+        for (l, s) in [
+            (Label::UNKNOWN, "unknown"),
+            (Label::HEALTHY, "HEALTHY"),
+            (Label::AT_RISK, "AT_RISK"),
+            (Label::CRITICAL, "CRITICAL"),
+            (Label::OPTED_OUT, "OPTED_OUT"),
+        ] {
+            assert_eq!(labels.value(l).as_ref(), s);
+        }
+        let mut labels = labels;
+        let x = labels.intern("+15550001111");
+        assert_eq!(labels.intern("+15550001111"), x);
+        assert_eq!(labels.intern("CRITICAL"), Label::CRITICAL);
     }
 
     #[test]

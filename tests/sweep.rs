@@ -301,6 +301,86 @@ async fn repeating_cursor_is_a_pagination_error_with_bounded_requests() {
 }
 
 #[tokio::test]
+async fn pipelined_walk_follows_the_decoded_cursor_not_the_guess() {
+    // Page 1 ends with an escaped cursor (no guess: the walk must wait for the decoded "a/b").
+    // Page "a/b" has no chats but a cursor: that ends the walk, so the page the walk may have
+    // prefetched for "z" must never be used.
+    let api = FakeApi::start().await;
+    api.chats(
+        None,
+        vec![Reply::raw(
+            200,
+            &format!(
+                r#"{{"chats":[{}],"next_cursor":"a\/b"}}"#,
+                chat("c1", ME, Some("SMS"), Some(40.0), None)
+            ),
+        )],
+    );
+    api.chats(Some("a/b"), vec![page(vec![], Some("z"))]);
+    api.chats(
+        Some("z"),
+        vec![page(vec![chat("c-z", ME, Some("SMS"), None, None)], None)],
+    );
+    let exp = Exporter::start(&api, &[]).await;
+    let m = exp.wait_polls("success", 1).await;
+    let cursors: Vec<Option<String>> = api
+        .requests()
+        .iter()
+        .map(|r| r.query.get("cursor").cloned())
+        .collect();
+    assert_eq!(cursors[..2], [None, Some("a/b".to_string())]);
+    assert!(cursors.len() <= 3, "{cursors:?}");
+    assert_eq!(samples(&m, "linq_chat_info").len(), 1);
+    assert!(
+        !m.contains("c-z"),
+        "a prefetched page the walk did not reach was used"
+    );
+    assert_eq!(value_of(&m, "linq_poll_pages "), Some(2.0));
+    exp.stop().await;
+}
+
+#[tokio::test]
+async fn long_pipelined_walk_is_complete_and_in_order() {
+    // 30 pages of 3 chats: every page is prefetched from its predecessor's tail.
+    let api = FakeApi::start().await;
+    for p in 0..30 {
+        let chats = (0..3)
+            .map(|i| {
+                chat(
+                    &format!("c{p:02}-{i}"),
+                    ME,
+                    Some("SMS"),
+                    Some(f64::from(p)),
+                    None,
+                )
+            })
+            .collect();
+        let next = (p < 29).then(|| format!("p{}", p + 1));
+        let cursor = (p > 0).then(|| format!("p{p}"));
+        api.chats(cursor.as_deref(), vec![page(chats, next.as_deref())]);
+    }
+    let exp = Exporter::start(&api, &[]).await;
+    let m = exp.wait_polls("success", 1).await;
+    let cursors: Vec<Option<String>> = api
+        .requests()
+        .iter()
+        .map(|r| r.query.get("cursor").cloned())
+        .collect();
+    let want: Vec<Option<String>> = (0..30).map(|p| (p > 0).then(|| format!("p{p}"))).collect();
+    assert_eq!(cursors, want, "one request per page, in walk order");
+    assert_eq!(samples(&m, "linq_chat_info").len(), 90);
+    assert_eq!(value_of(&m, "linq_poll_pages "), Some(30.0));
+    assert_eq!(
+        value_of(
+            &m,
+            &format!("linq_chats_by_health_score{{phone_number=\"{ME}\",le=\"10\"}} ")
+        ),
+        Some(33.0)
+    );
+    exp.stop().await;
+}
+
+#[tokio::test]
 async fn readyz_before_and_after_the_first_sweep() {
     let api = FakeApi::start().await;
     api.chats(
