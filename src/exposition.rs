@@ -3,11 +3,17 @@
 //! recompressing the snapshot: the cached part is a sync-flushed raw deflate stream, the live
 //! tail is a second deflate stream appended to it, and the CRC32s are combined, giving one
 //! ordinary gzip member that every client reads.
+//!
+//! While the next snapshot is rendered, the published one gives up its plain text
+//! ([`Rendered::without_text`]) so that two full expositions never sit in memory together; a
+//! plain scrape in that window is served by inflating the cached gzip form chunk by chunk.
 
 use std::io::Write;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 use crate::config::ChatMetrics;
 use crate::snapshot::{ChatRecord, Snapshot, SCORE_BUCKETS};
@@ -43,8 +49,9 @@ impl Default for RenderOptions {
 /// chunks (a scrape sends them without copying; rendering never reallocates a large buffer).
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The exposition text of the snapshot metrics, in chunks.
-    text: Vec<Bytes>,
+    /// The exposition text of the snapshot metrics, in chunks; `None` once released (see
+    /// [`Rendered::without_text`]).
+    text: Option<Vec<Bytes>>,
     /// gzip header plus the raw deflate of `text`, sync-flushed at the end, in chunks.
     gzip_prefix: Vec<Bytes>,
     /// CRC32 state of `text`.
@@ -144,7 +151,7 @@ impl Writer {
     fn finish(mut self, dropped: usize) -> Rendered {
         self.cut(true);
         Rendered {
-            text: self.text,
+            text: Some(self.text),
             gzip_prefix: self.gzip,
             crc: self.crc,
             len: self.len,
@@ -340,6 +347,87 @@ fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &Rende
     }
 }
 
+/// The plain exposition of a scrape, chunk by chunk (see [`Rendered::plain_with_tail`]).
+#[derive(Debug)]
+pub struct PlainChunks {
+    source: Source,
+    len: u64,
+}
+
+#[derive(Debug)]
+enum Source {
+    Cached(VecDeque<Bytes>),
+    Inflating {
+        gzip: VecDeque<Bytes>,
+        inflate: Box<Decompress>,
+        text_len: u64,
+        tail: Option<Bytes>,
+    },
+}
+
+impl PlainChunks {
+    /// Bytes still to come.
+    pub fn remaining(&self) -> u64 {
+        self.len
+    }
+
+    /// Everything, in one buffer.
+    pub fn concat(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        for chunk in self {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+}
+
+impl Iterator for PlainChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let next = match &mut self.source {
+            Source::Cached(chunks) => chunks.pop_front(),
+            Source::Inflating {
+                gzip,
+                inflate,
+                text_len,
+                tail,
+            } => {
+                let mut out = Vec::with_capacity(CHUNK);
+                while out.len() < out.capacity() && inflate.total_out() < *text_len {
+                    let input = gzip.front().map(|b| &b[..]).unwrap_or(&[]);
+                    let (in0, out0) = (inflate.total_in(), out.len());
+                    let status = inflate.decompress_vec(input, &mut out, FlushDecompress::None);
+                    let used = (inflate.total_in() - in0) as usize;
+                    if used > 0 {
+                        if let Some(front) = gzip.front_mut() {
+                            let _ = front.split_to(used.min(front.len()));
+                            if front.is_empty() {
+                                gzip.pop_front();
+                            }
+                        }
+                    }
+                    // Our own stream never fails to inflate; if it somehow did, the response
+                    // ends short rather than looping.
+                    if status.is_err() || (used == 0 && out.len() == out0) {
+                        *text_len = inflate.total_out();
+                        break;
+                    }
+                }
+                if out.is_empty() {
+                    tail.take()
+                } else {
+                    Some(Bytes::from(out))
+                }
+            }
+        };
+        if let Some(b) = &next {
+            self.len = self.len.saturating_sub(b.len() as u64);
+        }
+        next
+    }
+}
+
 /// gzip member header: magic, deflate, no flags, no mtime, no extra flags, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
@@ -370,18 +458,46 @@ impl Rendered {
         Writer::new().finish(0)
     }
 
-    /// The snapshot's exposition text, in one buffer (for `--once` and tests).
-    pub fn text(&self) -> Vec<u8> {
-        self.text.concat()
+    /// The same snapshot without its plain text (the gzip form is shared, not copied). The
+    /// poller publishes this before rendering the next snapshot, so the old text's memory is
+    /// free for the new one; plain scrapes meanwhile inflate the gzip form.
+    pub fn without_text(&self) -> Rendered {
+        Rendered {
+            text: None,
+            gzip_prefix: self.gzip_prefix.clone(),
+            crc: self.crc.clone(),
+            len: self.len,
+            series: self.series,
+            dropped: self.dropped,
+        }
     }
 
-    /// The plain exposition of the snapshot followed by `tail`, as chunks (all but the last
-    /// shared with the cache).
-    pub fn plain_with_tail(&self, tail: Vec<u8>) -> Vec<Bytes> {
-        let mut chunks = Vec::with_capacity(self.text.len() + 1);
-        chunks.extend(self.text.iter().cloned());
-        chunks.push(Bytes::from(tail));
-        chunks
+    /// Whether the plain text is cached (else plain scrapes inflate the gzip form).
+    pub fn has_text(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The snapshot's exposition text, in one buffer (for `--once` and tests).
+    pub fn text(&self) -> Vec<u8> {
+        self.plain_with_tail(Vec::new()).concat()
+    }
+
+    /// The plain exposition of the snapshot followed by `tail`, as chunks: the cached ones,
+    /// shared (no copy), or inflated from the gzip form one at a time when the text is released.
+    pub fn plain_with_tail(&self, tail: Vec<u8>) -> PlainChunks {
+        let len = self.len as u64 + tail.len() as u64;
+        let tail = (!tail.is_empty()).then(|| Bytes::from(tail));
+        let source = match &self.text {
+            Some(text) => Source::Cached(text.iter().cloned().chain(tail).collect()),
+            None => Source::Inflating {
+                // The first chunk is the gzip header; the rest is raw deflate.
+                gzip: self.gzip_prefix.iter().skip(1).cloned().collect(),
+                inflate: Box::new(Decompress::new(false)),
+                text_len: self.len as u64,
+                tail,
+            },
+        };
+        PlainChunks { source, len }
     }
 
     /// One gzip member holding the snapshot followed by `tail`, as two chunks: the cached,
@@ -492,7 +608,11 @@ mod tests {
             b.add_chat(0, None, &chat);
         }
         let r = render_snapshot(&b.finish(&[]), &RenderOptions::default());
-        assert!(r.text.len() > 3, "{} chunks", r.text.len());
+        assert!(
+            r.text.as_ref().is_some_and(|t| t.len() > 3),
+            "{:?} chunks",
+            r.text.as_ref().map(Vec::len)
+        );
         assert_eq!(r.series, 6000 * 4 + 1 + 1 + 4 + 10);
         let text = r.text();
         assert_eq!(
@@ -506,6 +626,40 @@ mod tests {
             .read_to_end(&mut plain)
             .expect("valid gzip");
         assert_eq!(plain, [text, b"linq_up 1\n".to_vec()].concat());
+    }
+
+    #[test]
+    fn released_text_is_inflated_back_exactly_in_bounded_chunks() {
+        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+            .expect("fixture");
+        let mut b = SnapshotBuilder::new(false);
+        let mut chat = page.chats.into_iter().next().expect("a chat");
+        for i in 0..9000 {
+            chat.id = format!("chat-{i:05}").into();
+            b.add_chat(0, None, &chat);
+        }
+        let full = render_snapshot(&b.finish(&[]), &RenderOptions::default());
+        let released = full.without_text();
+        assert!(full.has_text() && !released.has_text());
+        for tail in [&b""[..], b"linq_up 1\n"] {
+            let want = full.plain_with_tail(tail.to_vec()).concat();
+            assert!(want.len() > 3 * CHUNK, "{} bytes", want.len());
+            let mut chunks = released.plain_with_tail(tail.to_vec());
+            assert_eq!(chunks.remaining(), want.len() as u64);
+            let mut got = Vec::new();
+            for c in chunks.by_ref() {
+                assert!(!c.is_empty() && c.len() <= CHUNK, "{}", c.len());
+                got.extend_from_slice(&c);
+            }
+            assert_eq!(chunks.remaining(), 0);
+            assert_eq!(got, want);
+        }
+        // The released form still serves gzip exactly as before.
+        assert_eq!(
+            released.gzip_with_tail(b"x").concat(),
+            full.gzip_with_tail(b"x").concat()
+        );
+        assert_eq!(Rendered::empty().without_text().text(), b"");
     }
 
     #[test]

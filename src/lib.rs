@@ -8,8 +8,8 @@
 //!   and rate limiting; [`pagination`]: the cursor walk as a pure state machine.
 //! - [`snapshot`]: pure aggregation of chats into what the metrics show; [`exposition`]: renders a
 //!   snapshot once per sweep (plain and gzip); [`self_metrics`]: the exporter's own live metrics.
-//! - [`poller`]: the sweep loop that builds and publishes snapshots; [`state`]: what the poller
-//!   and the server share; [`server`]: the axum router; [`status_page`]: the `/` HTML page.
+//! - [`poller`]: the sweep loop that builds and publishes snapshots, with its CPU work on the
+//!   one thread of [`cpu`]; [`state`]: what the poller and the server share; [`server`]: the axum router; [`status_page`]: the `/` HTML page.
 //! - [`web_config`]: the `--web.config.file` (TLS, mTLS, basic auth, headers); [`tls`]: its
 //!   reloading and the TLS listener.
 //! - [`demo`]: the simulated Linq API behind `--demo`, the tests and the benchmarks.
@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod demo;
 pub mod error;
 pub mod exposition;

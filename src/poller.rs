@@ -12,6 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::client::LinqClient;
 use crate::config::{ApiKeySource, Secret};
+use crate::cpu::CpuThread;
 use crate::error::{ApiError, ErrorKind, SweepError};
 use crate::exposition::{render_snapshot, RenderOptions};
 use crate::models::decode_chats_page;
@@ -63,6 +64,8 @@ pub struct Poller {
     state: Arc<AppState>,
     /// The last list `GET /v3/phone_numbers` returned, kept for when it fails.
     lines: Arc<Mutex<Option<Vec<Line>>>>,
+    /// Where decoding, aggregation and rendering run.
+    cpu: Arc<CpuThread>,
 }
 
 impl Poller {
@@ -80,6 +83,7 @@ impl Poller {
             opts: Arc::new(opts),
             state,
             lines: Arc::new(Mutex::new(None)),
+            cpu: Arc::new(CpuThread::new()),
         }
     }
 
@@ -124,16 +128,14 @@ impl Poller {
                 let (pages, chats, duplicates) =
                     (snapshot.pages, snapshot.total_chats(), snapshot.duplicates);
                 // Rendering 100k chats is CPU work; keep it off the threads serving scrapes.
-                let published = tokio::task::spawn_blocking(move || {
-                    let rendered = render_snapshot(&snapshot, &render);
-                    let summary = snapshot.summary();
-                    (rendered, summary)
-                })
-                .await;
-                let (rendered, summary) = match published {
-                    Ok(v) => v,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                };
+                let (rendered, summary) = self
+                    .cpu
+                    .run(move || {
+                        let rendered = render_snapshot(&snapshot, &render);
+                        let summary = snapshot.summary();
+                        (rendered, summary)
+                    })
+                    .await;
                 m.series.set(rendered.series as i64);
                 m.chat_series_dropped.set(rendered.dropped as i64);
                 m.poll_pages.set(pages as i64);
@@ -284,13 +286,14 @@ impl Poller {
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = JoinSet::new();
         for _ in 0..self.opts.concurrency.clamp(1, walks.len()) {
-            let (client, key, walks, builder, next, page_size) = (
+            let (client, key, walks, builder, next, page_size, cpu) = (
                 self.client.clone(),
                 key.clone(),
                 walks.clone(),
                 builder.clone(),
                 next.clone(),
                 self.opts.page_size,
+                self.cpu.clone(),
             );
             let metrics = self.state.metrics.clone();
             workers.spawn(async move {
@@ -306,6 +309,7 @@ impl Poller {
                         from: from.as_deref(),
                         page_size,
                         builder: &builder,
+                        cpu: &cpu,
                     };
                     walk.run().await.inspect_err(|e| {
                         if let SweepError::Pagination { .. } = e {
@@ -334,7 +338,13 @@ impl Poller {
             Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
             Err(shared) => std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner())),
         };
-        let mut snapshot = builder.finish(&numbers);
+        // Every page is in: the sweep will succeed. The published text goes now, before the
+        // snapshot is finished and rendered, so that the old and the new text (tens of MB each
+        // at 100k chats) are never in memory together. Until the new snapshot is published,
+        // plain scrapes inflate the old gzip form; gzip scrapes (Prometheus) are served as before.
+        self.state.release_plain_text();
+        let walked = numbers.clone();
+        let mut snapshot = self.cpu.run(move || builder.finish(&walked)).await;
         if self.opts.phone_numbers {
             snapshot.reputations = lines
                 .iter()
@@ -365,6 +375,7 @@ struct Walk<'a> {
     from: Option<&'a str>,
     page_size: u32,
     builder: &'a Arc<Mutex<SnapshotBuilder>>,
+    cpu: &'a CpuThread,
 }
 
 /// What decoding one page yields for the walk.
@@ -386,14 +397,17 @@ impl Walk<'_> {
         self.client.get(CHATS_ENDPOINT, self.key, &query).await
     }
 
-    /// Decodes a page into the builder, off the async workers.
-    fn decode(&self, body: bytes::Bytes) -> tokio::task::JoinHandle<Result<PageOutcome, String>> {
+    /// Decodes a page into the builder, on the sweep's CPU thread.
+    fn decode(
+        &self,
+        body: bytes::Bytes,
+    ) -> impl std::future::Future<Output = Result<PageOutcome, String>> + Send + 'static {
         let (builder, index, from) = (
             self.builder.clone(),
             self.index,
             self.from.map(str::to_string),
         );
-        tokio::task::spawn_blocking(move || {
+        self.cpu.run(move || {
             let page = decode_chats_page(&body).map_err(|e| e.to_string())?;
             let mut b = builder.lock().unwrap_or_else(|p| p.into_inner());
             b.count_page();
@@ -412,7 +426,7 @@ impl Walk<'_> {
         let mut body = self.fetch(None).await?;
         loop {
             let guess = peek_next_cursor(&body).filter(|c| !cursor.has_seen(c));
-            let mut work = self.decode(body);
+            let mut work = std::pin::pin!(self.decode(body));
             let mut prefetch = std::pin::pin!(async {
                 match &guess {
                     Some(c) => Some(self.fetch(Some(c)).await),
@@ -427,22 +441,14 @@ impl Walk<'_> {
                 }
             };
             let page = match decoded {
-                Ok(Ok(page)) => page,
-                Ok(Err(reason)) => {
+                Ok(page) => page,
+                Err(reason) => {
                     let err = ApiError::Decode {
                         endpoint: CHATS_ENDPOINT,
                         reason,
                     };
                     self.client.metrics().api_error(CHATS_ENDPOINT, &err);
                     return Err(err.into());
-                }
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => {
-                    return Err(ApiError::Decode {
-                        endpoint: CHATS_ENDPOINT,
-                        reason: e.to_string(),
-                    }
-                    .into())
                 }
             };
             cursor

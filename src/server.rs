@@ -122,19 +122,24 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         HeaderValue::from_static(EXPOSITION_CONTENT_TYPE),
     );
     resp_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    let chunks = if accepts_gzip(&headers) {
+    let body = if accepts_gzip(&headers) {
         resp_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        rendered.gzip_with_tail(&tail)
+        let chunks = rendered.gzip_with_tail(&tail);
+        let len = chunks.iter().map(|b| b.len() as u64).sum();
+        axum::body::Body::new(Chunks(chunks.into_iter(), len))
     } else {
-        rendered.plain_with_tail(tail)
+        let chunks = rendered.plain_with_tail(tail);
+        let len = chunks.remaining();
+        axum::body::Body::new(Chunks(chunks, len))
     };
-    (resp_headers, axum::body::Body::new(Chunks(chunks.into()))).into_response()
+    (resp_headers, body).into_response()
 }
 
-/// A response body of a few ready chunks, sent without copying them into one buffer.
-struct Chunks(std::collections::VecDeque<bytes::Bytes>);
+/// A response body of chunks, sent without copying them into one buffer, and the bytes still
+/// to come.
+struct Chunks<I>(I, u64);
 
-impl http_body::Body for Chunks {
+impl<I: Iterator<Item = bytes::Bytes> + Unpin + Send + 'static> http_body::Body for Chunks<I> {
     type Data = bytes::Bytes;
     type Error = std::convert::Infallible;
 
@@ -142,15 +147,19 @@ impl http_body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+        let next = self.0.next();
+        if let Some(b) = &next {
+            self.1 = self.1.saturating_sub(b.len() as u64);
+        }
+        std::task::Poll::Ready(next.map(|b| Ok(http_body::Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.1 == 0
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        http_body::SizeHint::with_exact(self.1)
     }
 }
 

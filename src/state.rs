@@ -10,7 +10,7 @@ use crate::self_metrics::SelfMetrics;
 use crate::snapshot::Summary;
 
 /// A published snapshot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Published {
     /// The rendered exposition.
     pub rendered: Rendered,
@@ -74,6 +74,24 @@ impl AppState {
         match self.published.write() {
             Ok(mut slot) => *slot = p,
             Err(poisoned) => *poisoned.into_inner() = p,
+        }
+    }
+
+    /// Drops the published snapshot's cached plain text, keeping its gzip form (plain scrapes
+    /// then inflate it). Called just before the next snapshot is rendered, so the old and the
+    /// new text are never in memory at once. Scrapes already sending the text keep their share
+    /// of it until they finish.
+    pub fn release_plain_text(&self) {
+        let mut slot = match self.published.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(p) = slot.as_ref().filter(|p| p.rendered.has_text()) {
+            let released = Published {
+                rendered: p.rendered.without_text(),
+                ..Published::clone(p)
+            };
+            *slot = Some(Arc::new(released));
         }
     }
 

@@ -116,6 +116,46 @@ async fn metrics_serves_the_published_snapshot_plain_and_gzip() {
 }
 
 #[tokio::test]
+async fn plain_scrapes_inflate_the_gzip_form_while_the_text_is_released() {
+    let s = state();
+    publish(&s, PAGE, false, SystemTime::now());
+    let cached = s.published().unwrap().rendered.text();
+    let (_, headers, before) = get(&s, "/metrics", false).await;
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        before.len().to_string()
+    );
+
+    s.release_plain_text();
+    let published = s.published().unwrap();
+    assert!(!published.rendered.has_text());
+    assert_eq!(published.rendered.text(), cached, "inflated = cached text");
+    let (status, headers, after) = get(&s, "/metrics", false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        after.len().to_string()
+    );
+    assert!(
+        after.starts_with(&cached),
+        "the snapshot, then the self metrics"
+    );
+    let tail = String::from_utf8(after[cached.len()..].to_vec()).unwrap();
+    assert!(tail.contains("linq_exporter_build_info{"), "{tail}");
+    // gzip is untouched by the release.
+    let (_, _, gz) = get(&s, "/metrics", true).await;
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut text)
+        .unwrap();
+    assert!(text.starts_with(&cached));
+    // The next publish brings the text back.
+    publish(&s, PAGE, false, SystemTime::now());
+    assert!(s.published().unwrap().rendered.has_text());
+}
+
+#[tokio::test]
 async fn readyz_turns_503_when_data_is_stale() {
     let s = state();
     publish(

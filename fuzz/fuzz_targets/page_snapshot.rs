@@ -78,8 +78,12 @@ fn check_rendered(rendered: &linq_exporter::exposition::Rendered) {
             .read_to_end(&mut plain)
             .expect("gzip_with_tail is valid gzip");
         assert!(
-            plain == join(rendered.plain_with_tail(tail.to_vec())),
+            plain == rendered.plain_with_tail(tail.to_vec()).concat(),
             "gzip_with_tail != plain_with_tail"
+        );
+        assert!(
+            plain == rendered.without_text().plain_with_tail(tail.to_vec()).concat(),
+            "the released text does not inflate back to the cached one"
         );
     }
 }
