@@ -68,8 +68,13 @@ pub struct Rendered {
 /// which leaves the exposition about 40% larger than level 2 for little time saved.
 const GZIP_LEVEL: u32 = 2;
 
-/// Rendered text is cut into chunks of about this size.
+/// Rendered text is cut into chunks of at most this size (one allocation each, sized to an
+/// allocator size class: a few bytes more would round up to the next class, 25% larger).
 const CHUNK: usize = 256 * 1024;
+
+/// A chunk is cut once fewer than this many bytes are left in it, so that the next sample line
+/// still fits (a longer line only makes its chunk grow).
+const LINE_ROOM: usize = 4096;
 
 /// Escapes a label value: backslash, double quote and newline; everything else (unicode
 /// included) is written as is.
@@ -114,7 +119,7 @@ struct Writer {
 impl Writer {
     fn new() -> Self {
         Writer {
-            out: Vec::with_capacity(CHUNK + 4096),
+            out: Vec::with_capacity(CHUNK),
             series: 0,
             text: Vec::new(),
             gzip: vec![Bytes::from_static(&GZIP_HEADER)],
@@ -126,10 +131,10 @@ impl Writer {
 
     /// Moves the current chunk into the output once it is full (or `force`).
     fn cut(&mut self, force: bool) {
-        if self.out.len() < CHUNK && !force {
+        if self.out.len() < CHUNK - LINE_ROOM && !force {
             return;
         }
-        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK + 4096));
+        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK));
         let flush = if force {
             FlushCompress::Sync
         } else {

@@ -169,7 +169,8 @@ pub type ParticipantKey = (Arc<str>, Arc<str>, Arc<str>);
 /// A complete, immutable view of the account after one successful sweep.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    /// Every chat, sorted by id.
+    /// Every chat, deduplicated, in the order the walks delivered them (per-chat series are
+    /// rendered in id order: see [`Snapshot::chats_for_series`]).
     pub chats: Vec<ChatRecord>,
     /// The values of the chats' labels.
     pub labels: Labels,
@@ -454,7 +455,6 @@ impl SnapshotBuilder {
             }
             buckets.entry(*phone).or_default();
         }
-        sort_by_id(&mut chats);
         let v = |l: Label| labels.value(l).clone();
         Snapshot {
             chat_counts: chat_counts
@@ -480,10 +480,10 @@ impl SnapshotBuilder {
     }
 }
 
-/// Sorts records by id. The comparisons run on an integer prefix of each id kept beside its
-/// position (ids are compared in full only when their first eight bytes tie), and the records
-/// are then moved into place in one pass, without a second vector of records.
-fn sort_by_id(chats: &mut [ChatRecord]) {
+/// Sorts chats by id. The comparisons run on an integer prefix of each id kept beside it (ids
+/// are compared in full only when their first eight bytes tie), which spares most of the
+/// pointer chasing of comparing ids directly.
+fn sort_by_id(chats: &mut Vec<&ChatRecord>) {
     if chats.is_sorted_by(|a, b| a.id <= b.id) {
         return;
     }
@@ -493,28 +493,10 @@ fn sort_by_id(chats: &mut [ChatRecord]) {
         p[..n].copy_from_slice(&id.as_bytes()[..n]);
         u64::from_be_bytes(p)
     };
-    let mut order: Vec<(u64, u32)> = chats
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (prefix(&c.id), i as u32))
-        .collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| chats[a.1 as usize].id.cmp(&chats[b.1 as usize].id))
-    });
-    // order[k].1 is the record that belongs at k: follow each cycle of that permutation,
-    // marking places done by pointing them at themselves.
-    let mut order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
-    for start in 0..order.len() {
-        let mut k = start;
-        while order[k] as usize != start && order[k] as usize != k {
-            let from = order[k] as usize;
-            chats.swap(k, from);
-            order[k] = k as u32;
-            k = from;
-        }
-        order[k] = k as u32;
-    }
+    let mut keyed: Vec<(u64, &ChatRecord)> = chats.iter().map(|c| (prefix(&c.id), *c)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    chats.clear();
+    chats.extend(keyed.into_iter().map(|(_, c)| c));
 }
 
 impl Snapshot {
@@ -550,11 +532,11 @@ impl Snapshot {
         if let Some(max) = max {
             if selected.len() > max {
                 dropped = selected.len() - max;
-                selected.sort_unstable_by(|a, b| a.worse_first(b));
+                selected.select_nth_unstable_by(max.saturating_sub(1), |a, b| a.worse_first(b));
                 selected.truncate(max);
-                selected.sort_unstable_by(|a, b| a.id.cmp(&b.id));
             }
         }
+        sort_by_id(&mut selected);
         (selected, dropped)
     }
 }
@@ -822,13 +804,16 @@ mod tests {
         }
         let s = b.finish(&[]);
         let got: Vec<&str> = s.chats.iter().map(|c| c.id.as_ref()).collect();
+        assert_eq!(got, ids, "the snapshot keeps the API's order");
+        let (series, _) = s.chats_for_series(ChatMetrics::All, 50.0, None);
+        let got: Vec<&str> = series.iter().map(|c| c.id.as_ref()).collect();
         let mut want = ids.to_vec();
         want.sort_unstable();
-        assert_eq!(got, want);
+        assert_eq!(got, want, "per-chat series come in id order");
     }
 
     #[test]
-    fn sorting_in_place_matches_a_plain_sort() {
+    fn sorting_by_prefix_matches_a_plain_sort() {
         // Pseudo-random ids, many sharing long prefixes, through every permutation shape.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut ids = Vec::new();
@@ -838,13 +823,14 @@ mod tests {
             x ^= x << 17;
             ids.push(format!("chat-{:x}", x % 5000));
         }
-        let mut records: Vec<ChatRecord> = ids
+        let records: Vec<ChatRecord> = ids
             .iter()
             .map(|id| ChatRecord {
                 id: id.as_str().into(),
                 ..Default::default()
             })
             .collect();
+        let mut records: Vec<&ChatRecord> = records.iter().collect();
         sort_by_id(&mut records);
         ids.sort_unstable();
         let got: Vec<&str> = records.iter().map(|c| c.id.as_ref()).collect();
