@@ -396,7 +396,7 @@ impl SnapshotBuilder {
     /// appear in the per-number status and score series even when they have no chats.
     pub fn finish(self, walk_numbers: &[String]) -> Snapshot {
         let SnapshotBuilder {
-            mut chats,
+            chats,
             index,
             participants,
             mut labels,
