@@ -292,7 +292,7 @@ fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &Rende
         "health_score.score of each chat that has one (0-100, beta field).",
     );
     for c in chats {
-        if let Some(score) = c.score {
+        if let Some(score) = c.score() {
             w.sample(
                 "linq_chat_health_score",
                 &[
@@ -308,7 +308,7 @@ fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &Rende
         "1 for the current health_status.status of each chat that carries one.",
     );
     for c in chats {
-        if let Some(status) = c.status {
+        if let Some(status) = c.status() {
             w.sample(
                 "linq_chat_health_status",
                 &[
@@ -325,7 +325,7 @@ fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &Rende
         "Unix time of each chat's last health change (health_status.updated_at, else health_score.updated_at).",
     );
     for c in chats {
-        if let Some(t) = c.health_updated {
+        if let Some(t) = c.health_updated() {
             w.sample(
                 "linq_chat_health_updated_timestamp_seconds",
                 &[

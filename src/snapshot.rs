@@ -39,6 +39,8 @@ impl Label {
     pub const CRITICAL: Label = Label(3);
     /// `OPTED_OUT`.
     pub const OPTED_OUT: Label = Label(4);
+    /// No label (a chat without a status); never a value in [`Labels`].
+    pub const NONE: Label = Label(u32::MAX);
 }
 
 /// The values behind [`Label`]s. The documented statuses and `unknown` come first, at the
@@ -82,31 +84,46 @@ impl Labels {
     }
 }
 
-/// What the exporter keeps of one chat.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the exporter keeps of one chat: 64 bytes plus its id (and display name, when kept).
+/// Absent values are stored as sentinels rather than `Option`s, which would double the size
+/// of three fields; read them through [`ChatRecord::score`], [`ChatRecord::status`] and
+/// [`ChatRecord::health_updated`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatRecord {
     /// Chat id.
     pub id: Box<str>,
+    /// Display name, kept only when the display-name label is enabled.
+    pub display_name: Option<Box<str>>,
+    /// `health_score.score`, or NaN (which JSON cannot carry) when the chat has none.
+    score: f64,
+    /// Unix time of the last health change, or `i64::MIN` when unknown.
+    health_updated: i64,
     /// The `phone_number` label.
     pub phone_number: Label,
     /// The chat's service label.
     pub service: Label,
-    /// `health_status.status`, when the chat has one.
-    pub status: Option<Label>,
-    /// `health_score.score`, when the chat has one.
-    pub score: Option<f64>,
-    /// Unix time of the last health change (`health_status.updated_at`, else `health_score.updated_at`).
-    pub health_updated: Option<i64>,
-    /// Display name, kept only when the display-name label is enabled.
-    pub display_name: Option<Box<str>>,
+    /// `health_status.status`, or [`Label::NONE`] when the chat has none.
+    status: Label,
     /// Group chat.
     pub is_group: bool,
     /// Archived chat.
     pub is_archived: bool,
-    /// The walk that supplied this record (the earliest walk wins a duplicate).
-    walk: u32,
-    /// This chat's other participants: a range of the builder's participant list.
-    participants: (u32, u32),
+}
+
+impl Default for ChatRecord {
+    fn default() -> Self {
+        ChatRecord {
+            id: Box::default(),
+            display_name: None,
+            score: f64::NAN,
+            health_updated: i64::MIN,
+            phone_number: Label::UNKNOWN,
+            service: Label::UNKNOWN,
+            status: Label::NONE,
+            is_group: false,
+            is_archived: false,
+        }
+    }
 }
 
 impl Default for Label {
@@ -115,12 +132,37 @@ impl Default for Label {
     }
 }
 
+/// Where a record came from and its participants, kept by the builder only.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// The walk that supplied the record (the earliest walk wins a duplicate).
+    walk: u32,
+    /// The chat's other participants: a range of the builder's participant list.
+    participants: (u32, u32),
+}
+
 impl ChatRecord {
+    /// `health_score.score`, when the chat has one.
+    pub fn score(&self) -> Option<f64> {
+        (!self.score.is_nan()).then_some(self.score)
+    }
+
+    /// `health_status.status`, when the chat has one.
+    pub fn status(&self) -> Option<Label> {
+        (self.status != Label::NONE).then_some(self.status)
+    }
+
+    /// Unix time of the last health change (`health_status.updated_at`, else
+    /// `health_score.updated_at`), when known.
+    pub fn health_updated(&self) -> Option<i64> {
+        (self.health_updated != i64::MIN).then_some(self.health_updated)
+    }
+
     /// Severity rank for choosing which chats keep per-chat series: lower is worse. The worse
     /// of the status and the score decides (a score below 30 ranks with CRITICAL, below 60
     /// with AT_RISK: the dashboards' red and amber thresholds).
     pub fn severity(&self) -> u8 {
-        let by_status = match self.status {
+        let by_status = match self.status() {
             Some(Label::CRITICAL) => 0,
             Some(Label::OPTED_OUT) => 1,
             Some(Label::AT_RISK) => 2,
@@ -128,7 +170,7 @@ impl ChatRecord {
             Some(_) => 3,
             None => 5,
         };
-        let by_score = match self.score {
+        let by_score = match self.score() {
             Some(s) if s < 30.0 => 0,
             Some(s) if s < 60.0 => 2,
             Some(_) => 4,
@@ -143,8 +185,8 @@ impl ChatRecord {
             .cmp(&other.severity())
             .then_with(|| {
                 let (x, y) = (
-                    self.score.unwrap_or(f64::INFINITY),
-                    other.score.unwrap_or(f64::INFINITY),
+                    self.score().unwrap_or(f64::INFINITY),
+                    other.score().unwrap_or(f64::INFINITY),
                 );
                 x.total_cmp(&y)
             })
@@ -153,9 +195,9 @@ impl ChatRecord {
 
     /// Whether the chat counts as unhealthy for `--linq.chat-metrics=unhealthy`.
     pub fn is_unhealthy(&self, score_threshold: f64) -> bool {
-        self.score.is_some_and(|s| s < score_threshold)
+        self.score().is_some_and(|s| s < score_threshold)
             || matches!(
-                self.status,
+                self.status(),
                 Some(Label::AT_RISK | Label::CRITICAL | Label::OPTED_OUT)
             )
     }
@@ -199,6 +241,8 @@ pub struct Snapshot {
 pub struct SnapshotBuilder {
     /// Records in arrival order.
     chats: Vec<ChatRecord>,
+    /// Where each record came from, by position.
+    origins: Vec<Origin>,
     /// Dedupe index: positions in `chats`, hashed by chat id (the id is stored once, in the record).
     index: HashTable<u32>,
     /// (service, status) of every chat's other participants; records hold ranges of it.
@@ -285,6 +329,7 @@ impl SnapshotBuilder {
     /// are not regrown (briefly doubling their memory) as a large account is walked.
     pub fn with_capacity(mut self, chats: usize) -> Self {
         self.chats.reserve(chats);
+        self.origins.reserve(chats);
         self.participants.reserve(chats + chats / 2);
         let records = &self.chats;
         self.index
@@ -309,17 +354,21 @@ impl SnapshotBuilder {
             .copied();
         if let Some(i) = existing {
             self.duplicates += 1;
-            if self.chats[i as usize].walk <= walk {
+            if self.origins[i as usize].walk <= walk {
                 return;
             }
         }
-        let record = self.record(walk, walk_from, chat);
+        let (record, origin) = self.record(walk, walk_from, chat);
         match existing {
             // An earlier walk's view replaces a later one's, in place.
-            Some(i) => self.chats[i as usize] = record,
+            Some(i) => {
+                self.chats[i as usize] = record;
+                self.origins[i as usize] = origin;
+            }
             None => {
                 let i = self.chats.len() as u32;
                 self.chats.push(record);
+                self.origins.push(origin);
                 let records = &self.chats;
                 self.index
                     .insert_unique(hash, i, |&j| id_hash(&records[j as usize].id));
@@ -327,7 +376,12 @@ impl SnapshotBuilder {
         }
     }
 
-    fn record(&mut self, walk: u32, walk_from: Option<&str>, chat: &Chat<'_>) -> ChatRecord {
+    fn record(
+        &mut self,
+        walk: u32,
+        walk_from: Option<&str>,
+        chat: &Chat<'_>,
+    ) -> (ChatRecord, Origin) {
         let labels = &mut self.labels;
         let phone = match walk_from {
             Some(n) => n,
@@ -360,16 +414,17 @@ impl SnapshotBuilder {
                     .as_ref()
                     .and_then(|s| unix_seconds(s.updated_at.as_deref()))
             });
-        ChatRecord {
+        let record = ChatRecord {
             id: Box::from(chat.id.as_ref()),
             phone_number: labels.intern(phone),
             service: labels.intern(chat.service.as_deref().unwrap_or(UNKNOWN)),
             status: chat
                 .health_status
                 .as_ref()
-                .map(|s| labels.intern(&s.status)),
-            score: chat.health_score.as_ref().map(|s| s.score),
-            health_updated,
+                .map_or(Label::NONE, |s| labels.intern(&s.status)),
+            // A JSON number is never NaN, so NaN is free to mean "no score".
+            score: chat.health_score.as_ref().map_or(f64::NAN, |s| s.score),
+            health_updated: health_updated.unwrap_or(i64::MIN),
             display_name: if self.keep_display_name {
                 chat.display_name.as_deref().map(Box::from)
             } else {
@@ -377,9 +432,12 @@ impl SnapshotBuilder {
             },
             is_group: chat.is_group,
             is_archived: chat.is_archived,
+        };
+        let origin = Origin {
             walk,
             participants: (start, end),
-        }
+        };
+        (record, origin)
     }
 
     /// Number of distinct chats so far.
@@ -397,6 +455,7 @@ impl SnapshotBuilder {
     pub fn finish(self, walk_numbers: &[String]) -> Snapshot {
         let SnapshotBuilder {
             chats,
+            origins,
             index,
             participants,
             mut labels,
@@ -411,7 +470,7 @@ impl SnapshotBuilder {
         let mut by_status: FxHashMap<(Label, Label), u64> = FxHashMap::default();
         let mut buckets: FxHashMap<Label, [u64; 10]> = FxHashMap::default();
         let mut last_phone = None;
-        for r in &chats {
+        for (r, origin) in chats.iter().zip(&origins) {
             // Chats of one walk share a number: skip the set insert while it repeats.
             if last_phone != Some(r.phone_number) {
                 numbers.insert(r.phone_number);
@@ -420,7 +479,7 @@ impl SnapshotBuilder {
             *chat_counts
                 .entry((r.phone_number, r.service, r.is_group, r.is_archived))
                 .or_default() += 1;
-            let (start, end) = r.participants;
+            let (start, end) = origin.participants;
             for (service, status) in participants
                 .get(start as usize..end as usize)
                 .unwrap_or_default()
@@ -429,10 +488,10 @@ impl SnapshotBuilder {
                     .entry((r.phone_number, *service, *status))
                     .or_default() += 1;
             }
-            if let Some(status) = r.status {
+            if let Some(status) = r.status() {
                 *by_status.entry((r.phone_number, status)).or_default() += 1;
             }
-            if let Some(score) = r.score {
+            if let Some(score) = r.score() {
                 let b = buckets.entry(r.phone_number).or_default();
                 for (i, le) in SCORE_BUCKETS.iter().enumerate() {
                     if score <= f64::from(*le) {
@@ -441,7 +500,7 @@ impl SnapshotBuilder {
                 }
             }
         }
-        drop(participants);
+        drop((participants, origins));
         // Every number shows every documented status and every bucket, zero included, so
         // ratios and alerts have a denominator and series do not flap in and out of existence.
         for phone in &numbers {
@@ -612,7 +671,7 @@ impl Snapshot {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         for c in &self.chats {
-            if let Some(score) = c.score {
+            if let Some(score) = c.score() {
                 let band = ((score / 10.0).floor().clamp(0.0, 9.0)) as usize;
                 s.score_bands[band] += 1;
             }
@@ -620,7 +679,7 @@ impl Snapshot {
         let mut worst: Vec<&ChatRecord> = self
             .chats
             .iter()
-            .filter(|c| c.score.is_some() || c.status.is_some())
+            .filter(|c| c.score().is_some() || c.status().is_some())
             .collect();
         let n = worst.len().min(WORST_CHATS);
         if n > 0 {
@@ -632,8 +691,8 @@ impl Snapshot {
             .into_iter()
             .map(|c| WorstChat {
                 id: c.id.to_string(),
-                score: c.score,
-                status: c.status.map(|l| self.label(l).to_string()),
+                score: c.score(),
+                status: c.status().map(|l| self.label(l).to_string()),
                 phone_number: self.label(c.phone_number).to_string(),
                 service: self.label(c.service).to_string(),
                 display_name: c.display_name.as_deref().map(str::to_string),
@@ -709,8 +768,13 @@ mod tests {
             Some(&[0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
         );
         // health_status.updated_at wins over health_score.updated_at
-        assert_eq!(s.chats[0].health_updated, Some(1_777_716_000));
-        assert_eq!(s.chats[3].health_updated, Some(1_777_626_000));
+        assert_eq!(s.chats[0].health_updated(), Some(1_777_716_000));
+        assert_eq!(s.chats[3].health_updated(), Some(1_777_626_000));
+        assert_eq!(s.chats[1].health_updated(), None);
+        assert_eq!(s.chats[1].score(), None);
+        assert_eq!(s.chats[1].status(), None);
+        assert_eq!(s.chats[3].score(), Some(12.5));
+        assert_eq!(s.chats[0].status(), Some(Label::HEALTHY));
     }
 
     #[test]
@@ -835,6 +899,12 @@ mod tests {
         ids.sort_unstable();
         let got: Vec<&str> = records.iter().map(|c| c.id.as_ref()).collect();
         assert_eq!(got, ids);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_record_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<ChatRecord>(), 64);
     }
 
     #[test]
