@@ -6,10 +6,13 @@
 //!   render        exposition::render_snapshot (plain text + cached gzip) of that snapshot
 //! and against the nginx serving them (a base URL argument), one page at a time like one walk:
 //!   fetch         a reqwest client set up like the exporter's, body read, nothing decoded
-//!   fetch+agg     fetch, decode, aggregate: what the exporter does in one walk
-//!   overlap       the same, but page n is decoded and aggregated on another thread while page
-//!                 n+1 downloads (its cursor found by a scan of the body's tail): what a
-//!                 pipelined walk could reach
+//!   fetch+agg     fetch, decode, aggregate, one page after the other (no pipelining)
+//!   overlap       a deep pipeline: pages go to a decoding thread through a 4-page queue while
+//!                 the next ones download, each fetched with the cursor read from its
+//!                 predecessor's tail (`poller::peek_next_cursor`) and never checked. The
+//!                 exporter's own walk checks each guess against the decoded page before it
+//!                 uses the prefetched page, so it keeps one page in flight; this stage shows
+//!                 what a deeper, still verified, pipeline could reach.
 //! Each stage runs REPS times; the median is printed as `probe_<stage>_ms=N`. An optional last
 //! argument `memory` runs only the in-memory stages (for `perf record`).
 
@@ -43,14 +46,9 @@ fn aggregate(pages: &[Vec<u8>]) -> Res<linq_exporter::snapshot::Snapshot> {
     Ok(b.finish(&[]))
 }
 
-/// The next cursor without decoding the page: the API puts it at the end of the body.
+/// The next cursor without decoding the page, as the exporter's walk reads it.
 fn tail_cursor(body: &[u8]) -> Option<String> {
-    let tail = &body[body.len().saturating_sub(256)..];
-    let text = std::str::from_utf8(tail).ok()?;
-    let at = text.rfind("\"next_cursor\":")? + "\"next_cursor\":".len();
-    let rest = text[at..].trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_string())
+    linq_exporter::poller::peek_next_cursor(body)
 }
 
 async fn fetch(client: &reqwest::Client, base: &str, cursor: Option<&str>) -> Res<bytes::Bytes> {
