@@ -2,7 +2,7 @@
 //! rendering it) runs on one dedicated thread, in submission order.
 //!
 //! One thread rather than the blocking pool, for two reasons:
-//! - a sidecar's sweep never takes more than one core from the pod it shares;
+//! - a sweep's decoding and rendering never take more than one core from the pod it shares;
 //! - the large buffers of a sweep (per-chat records, the rendered text) are allocated by the
 //!   same thread every time, so the allocator hands the last sweep's freed memory to the next
 //!   one instead of growing: with the blocking pool, each sweep's buffers landed in whichever
