@@ -543,6 +543,19 @@ mod tests {
         b.finish(&[])
     }
 
+    /// `n` chats that differ only in their ids: large renders from a one-chat fixture.
+    fn copies_of_one_chat(n: usize) -> Snapshot {
+        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+            .expect("fixture");
+        let mut b = SnapshotBuilder::new(false);
+        let mut chat = page.chats.into_iter().next().expect("a chat");
+        for i in 0..n {
+            chat.id = format!("chat-{i:05}").into();
+            b.add_chat(0, None, &chat);
+        }
+        b.finish(&[])
+    }
+
     #[test]
     fn escapes_quotes_backslashes_newlines_keeps_unicode() {
         let mut out = Vec::new();
@@ -604,15 +617,7 @@ mod tests {
 
     #[test]
     fn large_snapshots_span_many_chunks_and_stay_one_gzip_member() {
-        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
-            .expect("fixture");
-        let mut b = SnapshotBuilder::new(false);
-        let mut chat = page.chats.into_iter().next().expect("a chat");
-        for i in 0..6000 {
-            chat.id = format!("chat-{i:05}").into();
-            b.add_chat(0, None, &chat);
-        }
-        let r = render_snapshot(&b.finish(&[]), &RenderOptions::default());
+        let r = render_snapshot(&copies_of_one_chat(6000), &RenderOptions::default());
         assert!(
             r.text.as_ref().is_some_and(|t| t.len() > 3),
             "{:?} chunks",
@@ -635,15 +640,7 @@ mod tests {
 
     #[test]
     fn released_text_is_inflated_back_exactly_in_bounded_chunks() {
-        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
-            .expect("fixture");
-        let mut b = SnapshotBuilder::new(false);
-        let mut chat = page.chats.into_iter().next().expect("a chat");
-        for i in 0..9000 {
-            chat.id = format!("chat-{i:05}").into();
-            b.add_chat(0, None, &chat);
-        }
-        let full = render_snapshot(&b.finish(&[]), &RenderOptions::default());
+        let full = render_snapshot(&copies_of_one_chat(9000), &RenderOptions::default());
         let released = full.without_text();
         assert!(full.has_text() && !released.has_text());
         for tail in [&b""[..], b"linq_up 1\n"] {

@@ -364,7 +364,7 @@ impl Poller {
 ///
 /// The walk is pipelined: as soon as a page arrives, its `next_cursor` is read from the end of
 /// the body (where the API puts it) and the next page is requested while this one is decoded
-/// and aggregated on a blocking thread. So a sweep costs about the HTTP transfer, not transfer
+/// and aggregated on the sweep's CPU thread. So a sweep costs about the HTTP transfer, not transfer
 /// plus decoding. The guess is checked against the decoded page before the prefetched page is
 /// used; when they differ (or there is nothing to guess from), the prefetch is dropped and the
 /// decoded cursor fetched, so the result never depends on the guess.
@@ -427,10 +427,11 @@ impl Walk<'_> {
         loop {
             let guess = peek_next_cursor(&body).filter(|c| !cursor.has_seen(c));
             let mut work = std::pin::pin!(self.decode(body));
+            // Without a guess there is nothing to prefetch: that branch never completes.
             let mut prefetch = std::pin::pin!(async {
                 match &guess {
-                    Some(c) => Some(self.fetch(Some(c)).await),
-                    None => None,
+                    Some(c) => self.fetch(Some(c)).await,
+                    None => std::future::pending().await,
                 }
             });
             let mut prefetched = None;
@@ -461,16 +462,14 @@ impl Walk<'_> {
             let Some(next) = cursor.cursor() else {
                 return Ok(());
             };
-            body = match guess.as_deref() == Some(next) {
-                true => match prefetched {
-                    Some(Some(b)) => b?,
-                    _ => prefetch.await.unwrap_or(Err(ApiError::Decode {
-                        endpoint: CHATS_ENDPOINT,
-                        reason: "internal: lost a prefetched page".into(),
-                    }))?,
-                },
+            body = if guess.as_deref() == Some(next) {
+                match prefetched {
+                    Some(b) => b?,
+                    None => prefetch.await?,
+                }
+            } else {
                 // A wrong or missing guess: whatever was prefetched is dropped.
-                false => self.fetch(Some(next)).await?,
+                self.fetch(Some(next)).await?
             };
         }
     }

@@ -126,12 +126,6 @@ impl Default for ChatRecord {
     }
 }
 
-impl Default for Label {
-    fn default() -> Self {
-        Label::UNKNOWN
-    }
-}
-
 /// Where a record came from and its participants, kept by the builder only.
 #[derive(Debug, Clone, Copy)]
 struct Origin {

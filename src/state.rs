@@ -10,7 +10,7 @@ use crate::self_metrics::SelfMetrics;
 use crate::snapshot::Summary;
 
 /// A published snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Published {
     /// The rendered exposition.
     pub rendered: Rendered,
@@ -78,8 +78,8 @@ impl AppState {
     }
 
     /// Drops the published snapshot's cached plain text, keeping its gzip form (plain scrapes
-    /// then inflate it). Called just before the next snapshot is rendered, so the old and the
-    /// new text are never in memory at once. Scrapes already sending the text keep their share
+    /// then inflate it). Called once a sweep has every page, before its snapshot is finished
+    /// and rendered, so the old and the new text are never in memory at once. Scrapes already sending the text keep their share
     /// of it until they finish.
     pub fn release_plain_text(&self) {
         let mut slot = match self.published.write() {
@@ -89,7 +89,8 @@ impl AppState {
         if let Some(p) = slot.as_ref().filter(|p| p.rendered.has_text()) {
             let released = Published {
                 rendered: p.rendered.without_text(),
-                ..Published::clone(p)
+                summary: p.summary.clone(),
+                completed_at: p.completed_at,
             };
             *slot = Some(Arc::new(released));
         }
