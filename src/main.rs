@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 /// jemalloc: each sweep allocates and frees a snapshot's worth of small objects on several
 /// threads; with glibc's per-thread arenas the resident size crept up sweep after sweep, with
-/// jemalloc it stays flat (measured at 100k chats, see docs/benchmarks.md).
+/// jemalloc it stays flat (measured at 100k chats, see docs/benchmarks.md). Its options (one
+/// arena, a short dirty-page decay) are compiled in from `.cargo/config.toml`.
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

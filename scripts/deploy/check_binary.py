@@ -7,6 +7,8 @@ The image is built on Debian 12 (rust:*-bookworm) and runs on distroless cc-debi
 glibc as this Debian 12 machine, so the binary CI built here stands in for the one in the image:
   - it links only against libraries that distroless/cc ships (glibc, libgcc_s; no OpenSSL);
   - `--version` names Cargo.toml's version;
+  - it carries the jemalloc options `.cargo/config.toml` sets (JEMALLOC_SYS_WITH_MALLOC_CONF),
+    compiled in as a string, so a build that missed the file is caught;
   - `--demo --once` exits 0 and prints `linq_up 1`;
   - as a server (`--demo`, on a free 127.0.0.1 port): /healthz answers 200 (the liveness and
     startup probes), /readyz turns 200 after the first sweep (the readiness probe), the telemetry
@@ -83,6 +85,13 @@ def main():
     check("binary: links only against libraries distroless/cc-debian12 ships (no OpenSSL)",
           ldd.returncode == 0 and libs <= DISTROLESS_CC_LIBS,
           f"extra: {sorted(libs - DISTROLESS_CC_LIBS)} {tail(ldd.stderr)}")
+
+    with open(os.path.join(ROOT, ".cargo", "config.toml"), "rb") as f:
+        malloc_conf = tomllib.load(f)["env"]["JEMALLOC_SYS_WITH_MALLOC_CONF"]
+    with open(binary, "rb") as f:
+        carried = malloc_conf.encode() in f.read()
+    check(f"binary: built with the jemalloc options of .cargo/config.toml ({malloc_conf})", carried,
+          "not in the binary: was it built outside this checkout?")
 
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
     check(f"binary: --version exits 0 and names {version}",

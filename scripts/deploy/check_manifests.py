@@ -546,7 +546,7 @@ def check_dockerignore(ck, ctx):
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                            cwd=ROOT, capture_output=True, text=True).stdout.split()
     admitted = {f for f in files if dockerignore_admits(patterns, f)}
-    needed = ["Cargo.toml", "Cargo.lock"] + [f for f in files if f == "build.rs"]
+    needed = ["Cargo.toml", "Cargo.lock"] + [f for f in files if f in ("build.rs", ".cargo/config.toml")]
     # Every source file, every declared target, every file included at compile time.
     needed += [f for f in files if f.startswith("src/")]
     with open(os.path.join(ROOT, "Cargo.toml"), "rb") as fh:
@@ -560,7 +560,8 @@ def check_dockerignore(ck, ctx):
         for inc in re.findall(r'include_(?:str|bytes)!\(\s*"([^"]+)"', read(os.path.join(ROOT, src))):
             needed.append(os.path.normpath(os.path.join(os.path.dirname(src), inc)))
     missing = sorted({n for n in needed if n not in admitted})
-    ck.check(".dockerignore: admits Cargo.toml, Cargo.lock, src/, declared targets, included files",
+    ck.check(".dockerignore: admits Cargo.toml, Cargo.lock, .cargo/config.toml, src/, declared targets, "
+             "included files",
              not missing, f"not in the build context: {missing}")
     leaked = sorted(f for f in admitted if f.startswith(("target/", ".git/", "deploy/", "docs/"))
                     or re.search(r"(^|/)\.env$|\.(key|pem)$", f))
