@@ -13,10 +13,13 @@
 //!                 exporter's own walk checks each guess against the decoded page before it
 //!                 uses the prefetched page, so it keeps one page in flight; this stage shows
 //!                 what a deeper, still verified, pipeline could reach.
+//!   overlap2      the same with two decoding threads taking pages from one queue and adding
+//!                 them to one builder: whether a second decoding core would help
 //! Each stage runs REPS times; the median is printed as `probe_<stage>_ms=N`. An optional last
 //! argument `memory` runs only the in-memory stages (for `perf record`).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use linq_exporter::exposition::{render_snapshot, RenderOptions};
@@ -118,7 +121,7 @@ async fn main() -> Res<()> {
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .build()?;
-    let (mut fet, mut full, mut over) = (vec![], vec![], vec![]);
+    let (mut fet, mut full, mut over, mut over2) = (vec![], vec![], vec![], vec![]);
     for _ in 0..reps {
         let t = Instant::now();
         let mut cursor: Option<String> = None;
@@ -179,9 +182,48 @@ async fn main() -> Res<()> {
         let chats = worker.join().map_err(|_| "worker panicked")??;
         over.push(t.elapsed());
         assert_eq!(chats, total, "overlap");
+
+        let t = Instant::now();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+        let rx = Arc::new(Mutex::new(rx));
+        let builder = Arc::new(Mutex::new(SnapshotBuilder::new(false).with_capacity(total)));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (rx, builder) = (rx.clone(), builder.clone());
+                std::thread::spawn(move || -> Res<()> {
+                    loop {
+                        let next = rx.lock().map_err(|_| "poisoned")?.recv();
+                        let Ok(body) = next else { return Ok(()) };
+                        let page = decode_chats_page(&body)?;
+                        let mut b = builder.lock().map_err(|_| "poisoned")?;
+                        b.count_page();
+                        for chat in &page.chats {
+                            b.add_chat(0, None, chat);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut cursor: Option<String> = None;
+        loop {
+            let body = fetch(&client, base, cursor.as_deref()).await?;
+            cursor = tail_cursor(&body);
+            tx.send(body)?;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        drop(tx);
+        for w in workers {
+            w.join().map_err(|_| "worker panicked")??;
+        }
+        let b = std::mem::take(&mut *builder.lock().map_err(|_| "poisoned")?);
+        over2.push(t.elapsed());
+        assert_eq!(b.finish(&[]).total_chats(), total, "overlap2");
     }
     println!("probe_fetch_ms={}", median(fet));
     println!("probe_fetch_aggregate_ms={}", median(full));
     println!("probe_overlap_ms={}", median(over));
+    println!("probe_overlap2_ms={}", median(over2));
     Ok(())
 }
