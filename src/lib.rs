@@ -4,7 +4,8 @@
 //!
 //! - [`cli`]: the flags (clap derive, every flag with an env var); [`config`]: validated
 //!   configuration built from them.
-//! - [`models`]: wire models of the Linq API; [`client`]: the HTTP client with timeouts, retries
+//! - [`models`]: wire models of the Linq API, pages decoded by [`decode`]'s fast path (or by
+//!   serde_json, which has the last word); [`client`]: the HTTP client with timeouts, retries
 //!   and rate limiting; [`pagination`]: the cursor walk as a pure state machine.
 //! - [`snapshot`]: pure aggregation of chats into what the metrics show; [`exposition`]: renders a
 //!   snapshot once per sweep (plain and gzip); [`self_metrics`]: the exporter's own live metrics.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cpu;
+pub mod decode;
 pub mod demo;
 pub mod error;
 pub mod exposition;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 /// One page of `GET /v3/chats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct ChatsPage<'a> {
     /// The chats on this page.
     #[serde(borrow)]
@@ -18,7 +18,7 @@ pub struct ChatsPage<'a> {
 }
 
 /// A chat, as far as the exporter needs it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct Chat<'a> {
     /// Chat id.
     #[serde(borrow)]
@@ -47,7 +47,7 @@ pub struct Chat<'a> {
 }
 
 /// A chat participant.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct Handle<'a> {
     /// E.164 number or an email address.
     #[serde(borrow)]
@@ -64,7 +64,7 @@ pub struct Handle<'a> {
 }
 
 /// `health_score`: `{reason, score, updated_at}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct HealthScore<'a> {
     /// 0..100.
     pub score: f64,
@@ -77,7 +77,7 @@ pub struct HealthScore<'a> {
 }
 
 /// `health_status`: `{status, doc_url, updated_at}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct HealthStatus<'a> {
     /// `HEALTHY`, `AT_RISK`, `CRITICAL`, `OPTED_OUT` or something newer.
     #[serde(borrow)]
@@ -138,11 +138,13 @@ pub struct ErrorBody {
     pub message: Option<String>,
 }
 
-/// Decodes a chats page. The body is checked as UTF-8 once, up front, so the decoder need not
+/// Decodes a chats page: [`crate::decode`]'s fast path, else serde_json (same value or error
+/// for every input). The body is checked as UTF-8 once, up front, so neither decoder needs to
 /// check every string again.
 pub fn decode_chats_page(body: &[u8]) -> Result<ChatsPage<'_>, serde_json::Error> {
     match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
+        // The fast path takes every well-formed page; anything else gets serde_json's verdict.
+        Ok(text) => crate::decode::chats_page(text).map_or_else(|| serde_json::from_str(text), Ok),
         // Let the decoder report where the invalid bytes are.
         Err(_) => serde_json::from_slice(body),
     }

@@ -7,9 +7,10 @@
 //! in the body (walk index, `from` filter, cap, threshold) come from a hash of the input, so
 //! every mutation also moves them.
 //!
-//! Besides "no panic", a few cheap oracles catch wrong output: the gzip form must decompress to
-//! exactly the plain form, the series count must match the sample lines, and the text must be
-//! UTF-8 with one sample per line.
+//! Besides "no panic", a few cheap oracles catch wrong output: the decoder's fast path
+//! (`linq_exporter::decode`) must accept only what serde_json accepts, with the same value (scores
+//! bit for bit); the gzip form must decompress to exactly the plain form, the series count must
+//! match the sample lines, and the text must be UTF-8 with one sample per line.
 
 #![no_main]
 
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use linq_exporter::config::ChatMetrics;
 use linq_exporter::exposition::{render_snapshot, RenderOptions};
-use linq_exporter::models::{decode_chats_page, error_code, PhoneNumbersPage};
+use linq_exporter::models::{decode_chats_page, error_code, ChatsPage, PhoneNumbersPage};
 use linq_exporter::pagination::CursorWalk;
 use linq_exporter::self_metrics::SelfMetrics;
 use linq_exporter::snapshot::SnapshotBuilder;
@@ -88,8 +89,30 @@ fn check_rendered(rendered: &linq_exporter::exposition::Rendered) {
     }
 }
 
+/// The fast path against serde_json, on text that is UTF-8 (as `decode_chats_page` gives it).
+fn check_fast_path(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some(fast) = linq_exporter::decode::chats_page(text) else {
+        return;
+    };
+    let slow: ChatsPage<'_> = match serde_json::from_str(text) {
+        Ok(page) => page,
+        Err(e) => panic!("the fast path accepted a page serde_json rejects: {e}"),
+    };
+    assert_eq!(fast, slow, "the fast path and serde_json disagree");
+    for (a, b) in fast.chats.iter().zip(&slow.chats) {
+        let bits = |c: &linq_exporter::models::Chat<'_>| {
+            c.health_score.as_ref().map(|s| s.score.to_bits())
+        };
+        assert_eq!(bits(a), bits(b), "scores differ in their bits");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let k = knobs(data);
+    check_fast_path(data);
 
     // The same bytes as the other two bodies the client decodes.
     let _ = error_code(data);
