@@ -177,12 +177,12 @@ impl<'a> Scanner<'a> {
 
     /// Scans a string body from just after its opening quote to the first stop byte.
     fn scan(&mut self) {
-        while let Some(&c) = self.b.get(self.i) {
-            if STOP[c as usize] {
-                break;
-            }
-            self.i += 1;
-        }
+        // A local slice, so the loop keeps its index in a register.
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        self.i += rest
+            .iter()
+            .position(|&c| STOP[c as usize])
+            .unwrap_or(rest.len());
     }
 
     /// A key: a string without escapes (a key with escapes could spell a known field, so it
