@@ -422,7 +422,7 @@ pub fn spawn(
     let addr: SocketAddr = listener.local_addr()?;
     let app = router(cfg);
     let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(crate::server::no_delay(listener), app).await {
             tracing::error!(error = %e, "demo simulator stopped");
         }
     });

@@ -190,9 +190,10 @@ pub async fn run(
         let mut stop = stop_tx.subscribe();
         let app = server::probe_router(state.clone());
         tokio::spawn(async move {
-            let serving = axum::serve(probe, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
+            let serving =
+                axum::serve(server::no_delay(probe), app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "probe listener failed");
             }
@@ -213,7 +214,7 @@ pub async fn run(
             .with_graceful_shutdown(graceful)
             .await?;
     } else {
-        axum::serve(listener, app)
+        axum::serve(server::no_delay(listener), app)
             .with_graceful_shutdown(graceful)
             .await?;
     }

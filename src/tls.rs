@@ -148,6 +148,7 @@ impl TlsListener {
                 let Some(tls) = handle.current().tls.clone() else {
                     continue;
                 };
+                crate::server::set_no_delay(&sock);
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let acceptor = TlsAcceptor::from(tls);
