@@ -1,12 +1,16 @@
-//! The sweep's CPU work (decoding pages into the snapshot builder, finishing the snapshot,
-//! rendering it) runs on one dedicated thread, in submission order.
+//! The sweep's CPU work runs on dedicated threads, one job at a time, in submission order: one
+//! thread decodes pages into the snapshot builder and finishes the snapshot, another renders it.
 //!
-//! One thread rather than the blocking pool, for two reasons:
-//! - a sweep's decoding and rendering never take more than one core from the pod it shares;
-//! - the large buffers of a sweep (per-chat records, the rendered text) are allocated by the
-//!   same thread every time, so the allocator hands the last sweep's freed memory to the next
-//!   one instead of growing: with the blocking pool, each sweep's buffers landed in whichever
-//!   allocator arena its thread used, and the old sweep's memory stayed resident beside them.
+//! Dedicated threads rather than the blocking pool, for two reasons:
+//! - a sweep's decoding and rendering never take more than one core from the pod it shares (they
+//!   never run at the same time: a snapshot is rendered after its sweep);
+//! - the render thread runs at a lower priority ([`CpuThread::named`] with a nice value), so
+//!   scrapes served while it works go first. Decoding keeps the normal priority: it paces the
+//!   sweep.
+//!
+//! With the blocking pool, each sweep's large buffers also landed in whichever allocator arena
+//! its thread used, and the old sweep's memory stayed resident beside them; jemalloc now runs
+//! with one arena (`.cargo/config.toml`).
 
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -14,7 +18,7 @@ use std::sync::mpsc;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The sweep's CPU thread. Dropping it ends the thread once queued jobs are done.
+/// One of the sweep's CPU threads. Dropping it ends the thread once queued jobs are done.
 #[derive(Debug)]
 pub struct CpuThread {
     jobs: Option<mpsc::Sender<Job>>,
@@ -29,10 +33,19 @@ impl Default for CpuThread {
 impl CpuThread {
     /// Starts the thread. Should the OS refuse a thread, jobs run on tokio's blocking pool.
     pub fn new() -> Self {
+        Self::named("linq-sweep-cpu", 0)
+    }
+
+    /// Starts a thread called `name` that runs its jobs at `nice` (0: the process's own
+    /// priority; higher: lower priority; only ever lowered, and only on Linux).
+    pub fn named(name: &str, nice: i32) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
-            .name("linq-sweep-cpu".into())
+            .name(name.into())
             .spawn(move || {
+                if nice > 0 {
+                    lower_priority(nice);
+                }
                 for job in rx {
                     job();
                 }
@@ -77,6 +90,17 @@ impl CpuThread {
     }
 }
 
+/// Sets the calling thread's nice value (Linux keeps one per thread); a failure is logged and
+/// the thread runs at the process's priority.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::debug!(error = %e, nice, "could not lower a thread's priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +130,22 @@ mod tests {
         assert!(panicked.expect_err("resumed").is_panic());
         // The thread survives a panicking job.
         assert_eq!(cpu.run(|| 7).await, 7);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_named_thread_runs_at_its_nice_value() {
+        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        let here = nice().expect("getpriority");
+        // Lowering one's own priority needs no privilege.
+        let low = CpuThread::named("linq-test-low", here + 5);
+        let (name, value) = low
+            .run(move || (std::thread::current().name().map(String::from), nice()))
+            .await;
+        assert_eq!(name.as_deref(), Some("linq-test-low"));
+        assert_eq!(value.expect("getpriority"), here + 5);
+        // The default thread keeps the process's priority.
+        let normal = CpuThread::new();
+        assert_eq!(normal.run(nice).await.expect("getpriority"), here);
     }
 }
