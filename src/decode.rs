@@ -10,8 +10,8 @@
 //! which gives the value or the error. So for every input the result is serde_json's; the tests
 //! below and the fuzz target compare the two.
 //!
-//! Pages as the API writes them (objects, scores like `82` or `12.5`, any escapes in strings)
-//! never take the slow path.
+//! Pages as the API writes them (objects, plain keys, scores like `82` or `12.5`, any escapes
+//! in string values) never take the slow path.
 
 use std::borrow::Cow;
 
