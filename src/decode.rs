@@ -29,28 +29,10 @@ pub fn chats_page(text: &str) -> Option<ChatsPage<'_>> {
         i: 0,
         depth: 0,
     };
-    let mut chats = None;
-    let mut next_cursor = None;
+    let (mut chats, mut next_cursor) = (None, None);
     s.object(|s, key| match key {
-        "chats" => {
-            if chats.is_some() {
-                return None;
-            }
-            let mut list = Vec::new();
-            s.array(|s| {
-                list.push(s.chat()?);
-                Some(())
-            })?;
-            chats = Some(list);
-            Some(())
-        }
-        "next_cursor" => {
-            if next_cursor.is_some() {
-                return None;
-            }
-            next_cursor = Some(s.opt_string()?.map(Cow::into_owned));
-            Some(())
-        }
+        "chats" => set(&mut chats, s.list(Scanner::chat)),
+        "next_cursor" => set(&mut next_cursor, s.opt(Scanner::string)),
         _ => s.skip_value(),
     })?;
     s.ws();
@@ -59,7 +41,7 @@ pub fn chats_page(text: &str) -> Option<ChatsPage<'_>> {
     }
     Some(ChatsPage {
         chats: chats?,
-        next_cursor: next_cursor.flatten(),
+        next_cursor: next_cursor.flatten().map(Cow::into_owned),
     })
 }
 
@@ -86,12 +68,13 @@ struct Scanner<'a> {
     depth: u32,
 }
 
-/// "Seen" flags per struct, so a repeated known field falls back (serde_json rejects it).
-fn first(seen: &mut u16, bit: u16) -> Option<()> {
-    if *seen & bit != 0 {
+/// Fills a field's slot with a decoded value. A slot already filled means the field came twice,
+/// which serde_json rejects: fall back. So does a value that did not decode.
+fn set<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
         return None;
     }
-    *seen |= bit;
+    *slot = Some(value?);
     Some(())
 }
 
@@ -320,13 +303,23 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// `null` → `None`, a string → `Some`; anything else falls back.
-    fn opt_string(&mut self) -> Option<Option<Cow<'a, str>>> {
+    /// `null` → `None`, else `value` → `Some` (an `Option` field).
+    fn opt<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
             return Some(None);
         }
-        self.string().map(Some)
+        value(self).map(Some)
+    }
+
+    /// An array, each element decoded by `item`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let mut items = Vec::new();
+        self.array(|s| {
+            items.push(item(s)?);
+            Some(())
+        })?;
+        Some(items)
     }
 
     /// `true` or `false`.
@@ -418,169 +411,77 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// `null` (consumed) or not.
-    fn null(&mut self) -> Option<bool> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            return Some(true);
-        }
-        Some(false)
-    }
-
     fn chat(&mut self) -> Option<Chat<'a>> {
-        let mut seen = 0u16;
-        let mut id = None;
-        let mut chat = Chat {
-            id: Cow::Borrowed(""),
-            display_name: None,
-            handles: Vec::new(),
-            is_archived: false,
-            is_group: false,
-            service: None,
-            health_score: None,
-            health_status: None,
-        };
+        let (mut id, mut display_name, mut handles, mut service) = (None, None, None, None);
+        let (mut is_archived, mut is_group, mut health_score, mut health_status) =
+            (None, None, None, None);
         self.object(|s, key| match key {
-            "id" => {
-                first(&mut seen, 1)?;
-                id = Some(s.string()?);
-                Some(())
-            }
-            "display_name" => {
-                first(&mut seen, 2)?;
-                chat.display_name = s.opt_string()?;
-                Some(())
-            }
-            "handles" => {
-                first(&mut seen, 4)?;
-                s.array(|s| {
-                    chat.handles.push(s.handle()?);
-                    Some(())
-                })
-            }
-            "is_archived" => {
-                first(&mut seen, 8)?;
-                chat.is_archived = s.bool()?;
-                Some(())
-            }
-            "is_group" => {
-                first(&mut seen, 16)?;
-                chat.is_group = s.bool()?;
-                Some(())
-            }
-            "service" => {
-                first(&mut seen, 32)?;
-                chat.service = s.opt_string()?;
-                Some(())
-            }
-            "health_score" => {
-                first(&mut seen, 64)?;
-                if !s.null()? {
-                    chat.health_score = Some(s.health_score()?);
-                }
-                Some(())
-            }
-            "health_status" => {
-                first(&mut seen, 128)?;
-                if !s.null()? {
-                    chat.health_status = Some(s.health_status()?);
-                }
-                Some(())
-            }
+            "id" => set(&mut id, s.string()),
+            "display_name" => set(&mut display_name, s.opt(Self::string)),
+            "handles" => set(&mut handles, s.list(Self::handle)),
+            "is_archived" => set(&mut is_archived, s.bool()),
+            "is_group" => set(&mut is_group, s.bool()),
+            "service" => set(&mut service, s.opt(Self::string)),
+            "health_score" => set(&mut health_score, s.opt(Self::health_score)),
+            "health_status" => set(&mut health_status, s.opt(Self::health_status)),
             _ => s.skip_value(),
         })?;
-        chat.id = id?;
-        Some(chat)
+        Some(Chat {
+            id: id?,
+            display_name: display_name.flatten(),
+            handles: handles.unwrap_or_default(),
+            is_archived: is_archived.unwrap_or_default(),
+            is_group: is_group.unwrap_or_default(),
+            service: service.flatten(),
+            health_score: health_score.flatten(),
+            health_status: health_status.flatten(),
+        })
     }
 
     fn handle(&mut self) -> Option<Handle<'a>> {
-        let mut seen = 0u16;
-        let mut handle = None;
-        let (mut service, mut is_me, mut status) = (None, None, None);
+        let (mut handle, mut service, mut is_me, mut status) = (None, None, None, None);
         self.object(|s, key| match key {
-            "handle" => {
-                first(&mut seen, 1)?;
-                handle = Some(s.string()?);
-                Some(())
-            }
-            "service" => {
-                first(&mut seen, 2)?;
-                service = s.opt_string()?;
-                Some(())
-            }
-            "is_me" => {
-                first(&mut seen, 4)?;
-                is_me = if s.null()? { None } else { Some(s.bool()?) };
-                Some(())
-            }
-            "status" => {
-                first(&mut seen, 8)?;
-                status = s.opt_string()?;
-                Some(())
-            }
+            "handle" => set(&mut handle, s.string()),
+            "service" => set(&mut service, s.opt(Self::string)),
+            "is_me" => set(&mut is_me, s.opt(Self::bool)),
+            "status" => set(&mut status, s.opt(Self::string)),
             _ => s.skip_value(),
         })?;
         Some(Handle {
             handle: handle?,
-            service,
-            is_me,
-            status,
+            service: service.flatten(),
+            is_me: is_me.flatten(),
+            status: status.flatten(),
         })
     }
 
     fn health_score(&mut self) -> Option<HealthScore<'a>> {
-        let mut seen = 0u16;
         let (mut score, mut reason, mut updated_at) = (None, None, None);
         self.object(|s, key| match key {
-            "score" => {
-                first(&mut seen, 1)?;
-                score = Some(s.score()?);
-                Some(())
-            }
-            "reason" => {
-                first(&mut seen, 2)?;
-                reason = s.opt_string()?;
-                Some(())
-            }
-            "updated_at" => {
-                first(&mut seen, 4)?;
-                updated_at = s.opt_string()?;
-                Some(())
-            }
+            "score" => set(&mut score, s.score()),
+            "reason" => set(&mut reason, s.opt(Self::string)),
+            "updated_at" => set(&mut updated_at, s.opt(Self::string)),
             _ => s.skip_value(),
         })?;
         Some(HealthScore {
             score: score?,
-            reason,
-            updated_at,
+            reason: reason.flatten(),
+            updated_at: updated_at.flatten(),
         })
     }
 
     fn health_status(&mut self) -> Option<HealthStatus<'a>> {
-        let mut seen = 0u16;
         let (mut status, mut doc_url, mut updated_at) = (None, None, None);
         self.object(|s, key| match key {
-            "status" => {
-                first(&mut seen, 1)?;
-                status = Some(s.string()?);
-                Some(())
-            }
-            "doc_url" => {
-                first(&mut seen, 2)?;
-                doc_url = s.opt_string()?;
-                Some(())
-            }
-            "updated_at" => {
-                first(&mut seen, 4)?;
-                updated_at = s.opt_string()?;
-                Some(())
-            }
+            "status" => set(&mut status, s.string()),
+            "doc_url" => set(&mut doc_url, s.opt(Self::string)),
+            "updated_at" => set(&mut updated_at, s.opt(Self::string)),
             _ => s.skip_value(),
         })?;
         Some(HealthStatus {
             status: status?,
-            doc_url,
-            updated_at,
+            doc_url: doc_url.flatten(),
+            updated_at: updated_at.flatten(),
         })
     }
 }
