@@ -323,11 +323,7 @@ async fn pipelined_walk_follows_the_decoded_cursor_not_the_guess() {
     );
     let exp = Exporter::start(&api, &[]).await;
     let m = exp.wait_polls("success", 1).await;
-    let cursors: Vec<Option<String>> = api
-        .requests()
-        .iter()
-        .map(|r| r.query.get("cursor").cloned())
-        .collect();
+    let cursors = api.cursors();
     assert_eq!(cursors[..2], [None, Some("a/b".to_string())]);
     assert!(cursors.len() <= 3, "{cursors:?}");
     assert_eq!(samples(&m, "linq_chat_info").len(), 1);
@@ -361,11 +357,7 @@ async fn long_pipelined_walk_is_complete_and_in_order() {
     }
     let exp = Exporter::start(&api, &[]).await;
     let m = exp.wait_polls("success", 1).await;
-    let cursors: Vec<Option<String>> = api
-        .requests()
-        .iter()
-        .map(|r| r.query.get("cursor").cloned())
-        .collect();
+    let cursors = api.cursors();
     let want: Vec<Option<String>> = (0..30).map(|p| (p > 0).then(|| format!("p{p}"))).collect();
     assert_eq!(cursors, want, "one request per page, in walk order");
     assert_eq!(samples(&m, "linq_chat_info").len(), 90);

@@ -249,6 +249,14 @@ impl FakeApi {
             .collect()
     }
 
+    /// The `cursor` of each `/v3/chats` request, in the order they came.
+    pub fn cursors(&self) -> Vec<Option<String>> {
+        self.requests()
+            .iter()
+            .map(|r| r.query.get("cursor").cloned())
+            .collect()
+    }
+
     /// Number of `/v3/chats` requests.
     pub fn request_count(&self) -> usize {
         self.requests().len()
