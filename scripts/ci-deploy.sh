@@ -21,7 +21,7 @@
 #   4. scripts/deploy/check_manifests.py: every kustomization rendered by `kubectl kustomize` and
 #      validated (kubernetes-validate --strict, vendored operator CRD schemas), exporter containers'
 #      security/probes/resources/port/env against src/, the wiring between objects, the Dockerfile
-#      and .dockerignore against Cargo.toml and src/, the Secret example, README.md (Deploy).
+#      and .dockerignore against Cargo.toml and src/, the Secret example, README.md and docs/.
 #   5. scripts/deploy/check_binary.py: the release binary (--version, --demo --once, probes,
 #      healthcheck subcommand, SIGTERM).
 #   6. scripts/deploy/simulate_docker_build.py: the Dockerfile's own COPY/RUN steps replayed without

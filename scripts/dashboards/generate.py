@@ -31,7 +31,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 ALERT_DATASOURCE_UID = "prometheus"
 ALERT_FOLDER = "Linq"
 
-RUNBOOK_BASE = "https://github.com/linq-exporter/linq-exporter/blob/main/README.md#"
+RUNBOOK_BASE = "https://github.com/linq-exporter/linq-exporter/blob/main/docs/runbooks.md#"
 
 # Selectors. Every dashboard query filters on the variables that apply to its metric.
 EXP = 'job=~"$job", instance=~"$instance"'

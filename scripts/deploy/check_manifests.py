@@ -9,8 +9,8 @@ Renders every kustomization under deploy/kubernetes with `kubectl kustomize` and
   - built-in objects pass kubernetes-validate --strict for each Kubernetes version in K8S_VERSIONS;
   - Prometheus Operator objects pass the vendored schemas in deploy/kubernetes/schemas/;
   - every exporter container: image and tag, security settings, probes (paths that the exporter
-    serves, per src/), resources, the `metrics` port, env names that exist in src/cli.rs, the key
-    read from a Secret file;
+    serves, per src/), resources, the `metrics` port, env names that exist in the clap
+    definitions in src/, the key read from a Secret file;
   - the wiring between objects: Service -> pods, ServiceMonitor -> Service, PodMonitor -> pods,
     NetworkPolicy -> pods and who it admits, the job label the alerts select on;
   - the Dockerfile and .dockerignore against Cargo.toml, src/ and the manifests;
@@ -55,7 +55,7 @@ def read(path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Facts from the sources: Cargo.toml, src/cli.rs, the HTTP routes, the Dockerfile, the alerts.
+# Facts from the sources: Cargo.toml, the clap definitions in src/, the HTTP routes, the Dockerfile, the alerts.
 
 def cargo_facts():
     with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
@@ -63,9 +63,19 @@ def cargo_facts():
     return pkg
 
 
+def cli_sources():
+    """The text of every src/**/*.rs file that uses clap (the CLI module may move)."""
+    texts = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True)):
+        text = read(path)
+        if re.search(r"\bclap\b", text):
+            texts.append(text)
+    return "\n".join(texts)
+
+
 def cli_facts():
-    """Env names, long flags and defaults declared with clap in src/cli.rs."""
-    src = read(os.path.join(ROOT, "src", "cli.rs"))
+    """Env names, long flags and defaults declared with clap in src/ (the files that use clap)."""
+    src = cli_sources()
     envs = set(re.findall(r'\benv\s*=\s*"([A-Z0-9_]+)"', src))
     flags = set(re.findall(r'\blong\s*=\s*"([a-z0-9.\-]+)"', src))
     defaults = {}
@@ -249,7 +259,7 @@ def check_exporter_container(ck, where, pod, container, ctx):
     env = container.get("env") or []
     names = [e["name"] for e in env]
     unknown = [n for n in names if n.startswith("LINQ_") and n not in ctx["cli"]["envs"]]
-    ck.check(f"{name}: env names exist in src/cli.rs ({', '.join(names)})", not unknown,
+    ck.check(f"{name}: env names exist in src/ ({', '.join(names)})", not unknown,
              f"unknown: {unknown}")
     values = {e["name"]: e.get("value") for e in env}
     if "LINQ_EXPORTER_LISTEN_ADDRESS" in values:
@@ -495,7 +505,7 @@ def check_dockerfile(ck, ctx):
     hc = d["healthcheck"] or ""
     cmd = re.search(r"CMD\s+(\[.*\])", hc)
     hc_args = json.loads(cmd.group(1)) if cmd else []
-    ck.check("Dockerfile: HEALTHCHECK in exec form runs the `healthcheck` subcommand of src/cli.rs",
+    ck.check("Dockerfile: HEALTHCHECK in exec form runs the `healthcheck` subcommand of src/",
              len(hc_args) >= 2 and hc_args[1] == "healthcheck" and "healthcheck" in ctx["cli"]["subcommands"],
              f"HEALTHCHECK {hc}")
     labels = d["labels"]
@@ -607,14 +617,16 @@ def check_docs(ck, ctx):
     if not os.path.exists(path):
         ck.check("README.md exists", False)
         return
-    text = read(path)
+    # The README and the pages it sends readers to (docs/configuration.md has the flag table;
+    # scripts/check-docs.py checks that table entry by entry).
+    text = "\n".join(read(p) for p in [path] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))))
     envs = set(re.findall(r"\b(LINQ_[A-Z0-9_]+)\b", text))
     # Not flags: read at compile time (build.rs), or by the test scripts.
     compile_time = {"LINQ_EXPORTER_REVISION", "LINQ_EXPORTER_BIN"}
-    ck.check("README.md: every LINQ_* env name exists in src/cli.rs",
+    ck.check("README.md, docs/*.md: every LINQ_* env name exists in src/",
              not (envs - ctx["cli"]["envs"] - compile_time), f"unknown: {sorted(envs - ctx['cli']['envs'] - compile_time)}")
     flags = set(re.findall(r"--((?:linq|web|log|demo)\.[a-z0-9\-]+(?:\.[a-z0-9\-]+)*)", text))
-    ck.check("README.md: every --linq./--web./--log. flag exists in src/cli.rs",
+    ck.check("README.md, docs/*.md: every --linq./--web./--log. flag exists in src/",
              not (flags - ctx["cli"]["flags"]), f"unknown: {sorted(flags - ctx['cli']['flags'])}")
 
 
@@ -629,7 +641,7 @@ def main():
     uid = int(docker["user"].split(":")[0]) if docker["user"] and docker["user"][0].isdigit() else None
     ctx = {"cargo": cargo_facts(), "cli": cli, "docker": docker, "docker_uid": uid,
            "served": served_paths(), "alert_jobs": alert_jobs(), "telemetry_paths": set()}
-    ck.check("src/cli.rs: env names, flags and defaults parsed",
+    ck.check("src/ (clap): env names, flags and defaults parsed",
              len(cli["envs"]) >= 10 and "web.listen-address" in cli["defaults"]
              and "web.telemetry-path" in cli["defaults"], f"{len(cli['envs'])} env names")
     ck.check("src/: serves /healthz and /readyz", {"/healthz", "/readyz"} <= ctx["served"],
