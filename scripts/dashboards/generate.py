@@ -81,6 +81,32 @@ def reputation_code(selector):
     return "max by (phone_number) (" + " or ".join(parts) + ")"
 
 
+# Line type (linq_phone_number_info{line_type}) as a number, for the per-number summary table, whose
+# columns are merged on phone_number: a label column would have to be carried by every query of
+# the table. Types Linq may add are exported as sent; they show as "other".
+LINE_TYPES = (("iMessage", 1, "blue"), ("RCS", 2, "purple"))
+LINE_TYPE_OTHER = (3, "text")
+LINE_TYPE_MAPPINGS = [{
+    "options": {
+        **{str(code): {"color": color, "index": i, "text": line_type}
+           for i, (line_type, code, color) in enumerate(LINE_TYPES)},
+        str(LINE_TYPE_OTHER[0]): {"color": LINE_TYPE_OTHER[1], "index": len(LINE_TYPES),
+                                  "text": "other"},
+    },
+    "type": "value",
+}]
+
+
+def line_type_code(selector):
+    """max by (phone_number) of the numeric line type of the numbers selector selects."""
+    known = "|".join(line_type for line_type, _, _ in LINE_TYPES)
+    parts = [f'{code} * linq_phone_number_info{{{selector}, line_type="{line_type}"}}'
+             for line_type, code, _ in LINE_TYPES]
+    parts.append(f'{LINE_TYPE_OTHER[0]} * linq_phone_number_info{{{selector}, '
+                 f'line_type!~"{known}"}}')
+    return "max by (phone_number) (" + " or ".join(parts) + ")"
+
+
 def green_only():
     return {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
 
@@ -209,9 +235,10 @@ class Dashboard:
 
     def stat(self, title, description, targets, w=4, h=4, unit="short", thresholds=None,
              mappings=None, graph=True, text_mode="auto", color_mode="value", decimals=None,
-             pid=None):
+             pid=None, overrides=None):
         return self.add("stat", title, description, targets, w, h, unit=unit,
                         thresholds=thresholds, mappings=mappings, decimals=decimals, pid=pid,
+                        overrides=overrides,
                         options={
                             "colorMode": color_mode,
                             "graphMode": "area" if graph else "none",
@@ -459,8 +486,15 @@ def chats_dashboard():
     d.row("Overview")
     d.stat("Chats", "Chats in the last complete sweep (linq_chats), for the selected numbers and "
            "services.", [target(f"sum(linq_chats{{{SVC}}})")])
-    d.stat("Archived chats", "Chats marked archived in Linq.",
-           [target(f'sum(linq_chats{{{SVC}, is_archived="true"}})')])
+    d.stat("Archived chats", "Chats marked archived in Linq (archived), and chats whose "
+           "archived state is unknown (unknown): the API omitted the deprecated is_archived "
+           "field, so the exporter labels them is_archived=\"unknown\". Once Linq removes the "
+           "field, every chat counts as unknown and archived drops to 0.",
+           [target(f'sum(linq_chats{{{SVC}, is_archived="true"}}) or '
+                   f"0 * sum(linq_chats{{{SVC}}})", legend="archived"),
+            target(f'sum(linq_chats{{{SVC}, is_archived="unknown"}}) or '
+                   f"0 * sum(linq_chats{{{SVC}}})", legend="unknown", ref="B")],
+           overrides=[color_override("unknown", "text")])
     d.stat("Group chats", "Chats with more than one other participant.",
            [target(f'sum(linq_chats{{{SVC}, is_group="true"}})')])
     d.stat("Phone numbers", "Linq phone numbers with chats.",
@@ -499,8 +533,12 @@ def chats_dashboard():
     d.table("Line reputation now", "The reputation Linq gives each of the account's numbers "
             "(GET /v3/phone_numbers, beta): HEALTHY, AT_RISK, CRITICAL, or a newer status as "
             "sent. LinqLineReputationCritical fires for a line CRITICAL for 5 minutes. Lists "
-            "every number of the account, with chats or not; the service filter does not apply.",
-            [target(f"linq_phone_number_reputation{{{NUM}}}", instant=True, fmt="table")],
+            "every number of the account, with chats or not, and its line type (iMessage or RCS, "
+            "joined from linq_phone_number_info on phone_number; empty from exporters that "
+            "predate it); the service filter does not apply.",
+            [target(f"linq_phone_number_reputation{{{NUM}}} * on (job, instance, phone_number) "
+                    f"group_left (line_type) linq_phone_number_info{{{NUM}}} "
+                    f"or linq_phone_number_reputation{{{NUM}}}", instant=True, fmt="table")],
             w=8, h=8, pid=29,
             overrides=[{
                 "matcher": {"id": "byName", "options": "Reputation"},
@@ -514,9 +552,9 @@ def chats_dashboard():
             }],
             transformations=[{"id": "organize", "options": {
                 "excludeByName": {"Time": True, "job": True, "__name__": True, "Value": True},
-                "indexByName": {"phone_number": 0, "status": 1, "instance": 2},
-                "renameByName": {"phone_number": "Number", "status": "Reputation",
-                                 "instance": "Exporter"},
+                "indexByName": {"phone_number": 0, "line_type": 1, "status": 2, "instance": 3},
+                "renameByName": {"phone_number": "Number", "line_type": "Line type",
+                                 "status": "Reputation", "instance": "Exporter"},
             }}],
             sort_by=[{"desc": False, "displayName": "Number"}])
     d.state_timeline("Line reputation over time", "Each number's line reputation over time "
@@ -555,8 +593,10 @@ def chats_dashboard():
 
     d.row("Chats needing attention")
     table_hide = {"Time": True, "job": True, "__name__": True}
+    archived_note = (" Archived is true, false, or unknown when the API omitted the deprecated "
+                     "is_archived field.")
     d.table("Lowest-scoring chats", "The 25 scored chats with the lowest Linq health score, "
-            "with their service and flags. Red below 30, amber below 60.",
+            "with their service and flags. Red below 30, amber below 60." + archived_note,
             [target(f"bottomk(25, linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} "
                     f"group_left (service, is_group, is_archived) linq_chat_info{{{SVC}}})",
                     instant=True, fmt="table")],
@@ -579,7 +619,7 @@ def chats_dashboard():
             sort_by=[{"desc": False, "displayName": "Score"}])
     d.table("CRITICAL and AT_RISK chats", "Up to 100 chats whose Linq health status is CRITICAL "
             "or AT_RISK, lowest score first; chats that carry a status but no score come first, "
-            "shown as 'no score'.",
+            "shown as 'no score'." + archived_note,
             [target(f"bottomk(100, ((linq_chat_health_score{{{NUM}}} * {CHAT_JOIN} group_left "
                     f'(status) linq_chat_health_status{{{NUM}, status=~"CRITICAL|AT_RISK"}}) '
                     f"or {CHAT_JOIN} (-1 * linq_chat_health_status{{{NUM}, "
@@ -624,7 +664,7 @@ def chats_dashboard():
     d.table("Longest CRITICAL chats", "The 50 CRITICAL chats that have been CRITICAL longest: "
             "time since Linq last changed the chat's health (health_status.updated_at, from "
             "linq_chat_health_updated_timestamp_seconds). Amber under a day, red from a day. "
-            "Chats Linq sends no update time for are not listed.",
+            "Chats Linq sends no update time for are not listed." + archived_note,
             [target(f"topk(50, (time() - (linq_chat_health_updated_timestamp_seconds{{{NUM}}} "
                     f'and {CHAT_JOIN} linq_chat_health_status{{{NUM}, status="CRITICAL"}})) '
                     f"* {CHAT_JOIN} group_left (service, is_group, is_archived) "
@@ -654,7 +694,9 @@ def chats_dashboard():
     d.timeseries("Chats by service over time", "Chats per service over time.",
                  [target(f"sum by (service) (linq_chats{{{SVC}}})", legend="{{service}}")],
                  w=8, stack=True)
-    d.timeseries("Chats by type over time", "Direct and group chats, active and archived, over time.",
+    d.timeseries("Chats by type over time", "Direct and group chats, active and archived, over "
+                 "time. archived=unknown: chats whose page omitted the deprecated is_archived "
+                 "field (all of them once Linq removes it), shown as their own series.",
                  [target(f'sum by (is_group, is_archived) (linq_chats{{{SVC}}})',
                          legend="group={{is_group}} archived={{is_archived}}")], w=8, stack=True)
     d.timeseries("Participants by status over time", "Participants (handles other than the business "
@@ -668,9 +710,12 @@ def chats_dashboard():
 
     d.row("Per number")
     per_number = [
+        ("I", line_type_code(NUM), "Line type"),
         ("A", f"sum by (phone_number) (linq_chats{{{SVC}}})", "Chats"),
         ("B", f'sum by (phone_number) (linq_chats{{{SVC}, is_archived="true"}}) or '
               f"0 * sum by (phone_number) (linq_chats{{{SVC}}})", "Archived"),
+        ("J", f'sum by (phone_number) (linq_chats{{{SVC}, is_archived="unknown"}}) or '
+              f"0 * sum by (phone_number) (linq_chats{{{SVC}}})", "Archived unknown"),
         ("C", f'sum by (phone_number) (linq_chats{{{SVC}, is_group="true"}}) or '
               f"0 * sum by (phone_number) (linq_chats{{{SVC}}})", "Group"),
         ("D", f'sum by (phone_number) (linq_chats_by_health_status{{{NUM}, '
@@ -683,9 +728,11 @@ def chats_dashboard():
          "Active participants"),
         ("H", reputation_code(NUM), "Reputation"),
     ]
-    d.table("Per-number summary", "One row per Linq number: chats, archived and group chats, CRITICAL and "
-            "AT_RISK chats (all services), mean health score, active participants and the "
-            "line's reputation.",
+    d.table("Per-number summary", "One row per Linq number: its line type (iMessage or RCS, "
+            "from linq_phone_number_info; 'other' for a newer type), chats, archived chats and "
+            "chats whose archived state is unknown (the API omitted the deprecated is_archived "
+            "field), group chats, CRITICAL and AT_RISK chats (all services), mean health score, "
+            "active participants and the line's reputation.",
             [target(expr, ref=ref, instant=True, fmt="table") for ref, expr, _ in per_number],
             w=24, h=7,
             overrides=[
@@ -709,6 +756,13 @@ def chats_dashboard():
                     "properties": [
                         {"id": "custom.cellOptions", "value": {"type": "color-text"}},
                         {"id": "mappings", "value": REPUTATION_MAPPINGS},
+                    ],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Line type"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                        {"id": "mappings", "value": LINE_TYPE_MAPPINGS},
                     ],
                 },
             ],
@@ -808,11 +862,12 @@ def exporter_dashboard():
                  w=8, unit="opm", overrides=[color_override("success", "green"),
                                              color_override("failure", "red")])
     d.timeseries("Failed sweeps by cause", "Failed sweeps per minute by why they failed: http, "
-                 "timeout, connect, decode, pagination, key_file.",
+                 "timeout, connect, decode, too_large, pagination, key_file.",
                  [target(f"sum by (kind) (60 * rate(linq_poll_failures_total{{{EXP}}}[{rate}]))",
                          legend="{{kind}}")], w=8, unit="opm")
     d.timeseries("Sweep duration", "Duration of the last sweep, per exporter, and the poll "
-                 "interval (dashed) it must stay below.",
+                 "interval (dashed) it should stay below. Sweeps never overlap: a longer sweep "
+                 "delays the next, so the data is refreshed once per sweep instead.",
                  [target(f"linq_poll_duration_seconds{{{EXP}}}", legend="{{instance}}"),
                   target(f"linq_poll_interval_seconds{{{EXP}}}", ref="B",
                          legend="poll interval {{instance}}")],
@@ -820,12 +875,14 @@ def exporter_dashboard():
     d.timeseries("Sweeps OK over time", "linq_up over time: 1 while the last sweep completed.",
                  [target(f"linq_up{{{EXP}}}", legend="{{instance}}")], w=8, unit="none",
                  max_=1, interpolation="stepAfter")
-    d.timeseries("Time since last good sweep", "Age of the served snapshot, and (dashed) 3 poll "
-                 "intervals: LinqExporterDataStale fires when the age stays above it for 5 "
-                 "minutes.",
+    d.timeseries("Time since last good sweep", "Age of the served snapshot, and (dashed) 3 times "
+                 "the longer of the poll interval and the last sweep's duration: "
+                 "LinqExporterDataStale fires when the age stays above it for 5 minutes.",
                  [target(f"time() - linq_poll_last_success_timestamp_seconds{{{EXP}}}",
                          legend="{{instance}}"),
-                  target(f"3 * linq_poll_interval_seconds{{{EXP}}}", ref="B",
+                  target(f"3 * (linq_poll_duration_seconds{{{EXP}}} > "
+                         f"linq_poll_interval_seconds{{{EXP}}} or "
+                         f"linq_poll_interval_seconds{{{EXP}}})", ref="B",
                          legend="stale after {{instance}}")],
                  w=8, unit="s", overrides=[dashed_override("B", "red")])
     d.timeseries("Series", "Series in each /metrics render, and chats whose per-chat series the "
