@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{
-    parse_duration, ChatMetrics, ListenAddress, LogFormat, PageSize, TelemetryPath,
+    parse_duration, ByteSize, ChatMetrics, ListenAddress, LogFormat, PageSize, TelemetryPath,
 };
 
 /// Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business conversations.
@@ -61,9 +61,18 @@ pub struct Cli {
     #[arg(long = "linq.connect-timeout", env = "LINQ_EXPORTER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Deadline for a whole sweep. Default: the poll interval, at most 10m.
-    #[arg(long = "linq.sweep-timeout", env = "LINQ_EXPORTER_SWEEP_TIMEOUT", value_parser = parse_duration)]
-    pub sweep_timeout: Option<Duration>,
+    /// Deadline for a whole sweep, whatever the poll interval: a sweep longer than the interval
+    /// completes and publishes, and the next one starts when it ends.
+    #[arg(long = "linq.sweep-timeout", env = "LINQ_EXPORTER_SWEEP_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub sweep_timeout: Duration,
+
+    /// Bound on every API response body (e.g. 16MiB, 512KiB or plain bytes); past it the request fails with kind too_large.
+    #[arg(
+        long = "linq.max-response-size",
+        env = "LINQ_EXPORTER_MAX_RESPONSE_SIZE",
+        default_value = "16MiB"
+    )]
+    pub max_response_size: ByteSize,
 
     /// Retries per request for 408, 409, 429, 5xx, timeouts and connection errors.
     #[arg(
@@ -163,7 +172,19 @@ pub struct Cli {
     )]
     pub probe_listen_address: Option<ListenAddress>,
 
-    /// /readyz turns 503 when the last good sweep is older than this. Default: 3 x poll interval.
+    /// Close a connection that has not sent complete request headers in this time (also bounds the TLS handshake and an idle keep-alive connection).
+    #[arg(long = "web.read-header-timeout", env = "LINQ_EXPORTER_READ_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Connections held at once per listener; at the bound the oldest one without a complete request is closed.
+    #[arg(
+        long = "web.max-connections",
+        env = "LINQ_EXPORTER_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
+
+    /// /readyz turns 503 when the last good sweep is older than this. Default: 3 x max(poll interval, last good sweep's duration).
     #[arg(long = "web.ready-max-age", env = "LINQ_EXPORTER_READY_MAX_AGE", value_parser = parse_duration)]
     pub ready_max_age: Option<Duration>,
 

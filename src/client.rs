@@ -58,6 +58,8 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Client-side request rate limit.
     pub max_requests_per_second: Option<f64>,
+    /// Bound on a response body, in bytes (`--linq.max-response-size`).
+    pub max_response_size: u64,
 }
 
 /// The Linq API client.
@@ -71,6 +73,10 @@ pub struct LinqClient {
 
 /// The longest error body kept for a log line.
 const MAX_MESSAGE: usize = 200;
+
+/// How much of an error response's body is read for its Linq error envelope; the rest is
+/// dropped with the connection.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 impl LinqClient {
     /// Builds the client.
@@ -104,12 +110,49 @@ impl LinqClient {
         &self.metrics
     }
 
-    /// `GET {base}{endpoint}?{query}` with retries; returns the body of a 2xx response.
+    /// `GET {base}{endpoint}?{query}` with retries; returns the body of a 2xx response. Every
+    /// failed attempt is counted in the self metrics.
     pub async fn get(
         &self,
         endpoint: &'static str,
         key: &Secret,
         query: &[(&str, &str)],
+    ) -> Result<Bytes, ApiError> {
+        self.get_counting(endpoint, key, query, &mut Errors::Count)
+            .await
+    }
+
+    /// Like [`LinqClient::get`], but the failed attempts are kept in the returned list instead of
+    /// being counted: for a speculative request (the walk's prefetch) whose errors count only if
+    /// the walk turns out to need its answer (see [`LinqClient::count_errors`]).
+    pub async fn get_deferred(
+        &self,
+        endpoint: &'static str,
+        key: &Secret,
+        query: &[(&str, &str)],
+    ) -> (Result<Bytes, ApiError>, Vec<ApiError>) {
+        let mut errors = Errors::Defer(Vec::new());
+        let result = self.get_counting(endpoint, key, query, &mut errors).await;
+        let errors = match errors {
+            Errors::Defer(v) => v,
+            Errors::Count => Vec::new(),
+        };
+        (result, errors)
+    }
+
+    /// Counts failed attempts that [`LinqClient::get_deferred`] kept.
+    pub fn count_errors(&self, endpoint: &'static str, errors: &[ApiError]) {
+        for e in errors {
+            self.metrics.api_error(endpoint, e);
+        }
+    }
+
+    async fn get_counting(
+        &self,
+        endpoint: &'static str,
+        key: &Secret,
+        query: &[(&str, &str)],
+        errors: &mut Errors,
     ) -> Result<Bytes, ApiError> {
         let url = format!("{}{}", self.opts.base_url, endpoint);
         let mut auth =
@@ -135,8 +178,14 @@ impl LinqClient {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
-            self.metrics.api_error(endpoint, &err);
-            let retryable = hint.should_retry.unwrap_or_else(|| default_retryable(&err));
+            match errors {
+                Errors::Count => self.metrics.api_error(endpoint, &err),
+                Errors::Defer(kept) => kept.push(err.clone()),
+            }
+            // A body past the bound is never retried, whatever the server says: the next
+            // attempt would stream the same endless body.
+            let retryable = !matches!(err, ApiError::TooLarge { .. })
+                && hint.should_retry.unwrap_or_else(|| default_retryable(&err));
             if !retryable || attempt >= self.opts.retry.max_retries {
                 return Err(err);
             }
@@ -180,10 +229,27 @@ impl LinqClient {
             .with_label_values(&[endpoint, status.as_str()])
             .inc();
         let hint = RetryHint::from_headers(resp.headers());
-        let body = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(body);
+            return read_bounded(resp, self.opts.max_response_size)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge => (
+                        ApiError::TooLarge {
+                            endpoint,
+                            limit: self.opts.max_response_size,
+                        },
+                        RetryHint::default(),
+                    ),
+                    BodyError::Transport(e) => transport(e),
+                });
         }
+        // An error body is only read for its envelope: its head is enough, and a proxy's
+        // endless error page must not be buffered either.
+        let body = match read_bounded(resp, MAX_ERROR_BODY).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => Bytes::new(),
+            Err(BodyError::Transport(e)) => return Err(transport(e)),
+        };
         let (code, message, trace_id) = match serde_json::from_slice::<models::ErrorEnvelope>(&body)
         {
             Ok(env) => (env.error.code, env.error.message, env.trace_id),
@@ -227,6 +293,39 @@ impl LinqClient {
         }
         ApiError::Connect { endpoint, reason }
     }
+}
+
+/// Where [`LinqClient`] puts a failed attempt: counted at once, or kept for later.
+enum Errors {
+    Count,
+    Defer(Vec<ApiError>),
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// Past the bound.
+    TooLarge,
+    /// The connection failed or timed out mid-body.
+    Transport(reqwest::Error),
+}
+
+/// Reads a response body of at most `limit` bytes. A `Content-Length` above the bound fails at
+/// once, without reading; otherwise the body is read chunk by chunk and abandoned (the
+/// connection dropped) as soon as it passes the bound, so memory stays within `limit` whatever
+/// the server streams.
+async fn read_bounded(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// What the response headers say about retrying.
@@ -277,7 +376,7 @@ pub fn default_retryable(err: &ApiError) -> bool {
     match err {
         ApiError::Http { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
         ApiError::Timeout { .. } | ApiError::Connect { .. } => true,
-        ApiError::Decode { .. } => false,
+        ApiError::Decode { .. } | ApiError::TooLarge { .. } => false,
     }
 }
 

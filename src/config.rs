@@ -63,6 +63,68 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A size in bytes: plain bytes or with a unit, `512KiB`, `16MiB`, `1GiB` (powers of 1024) or
+/// `500KB`, `16MB`, `1GB` (powers of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let bad = || format!("{s:?} is not a size such as 16MiB, 512KiB or 1048576");
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => return Err(bad()),
+        };
+        match n.checked_mul(scale) {
+            Some(0) => Err(format!("{s:?} must be above zero")),
+            Some(v) => Ok(ByteSize(v)),
+            None => Err(format!("{s:?} is too large")),
+        }
+    }
+}
+
+/// When `/readyz` judges the published snapshot too old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyMaxAge {
+    /// `--web.ready-max-age` as given.
+    Fixed(Duration),
+    /// The default: 3 × max(poll interval, duration of the last successful sweep), so an account
+    /// whose sweeps take longer than the interval is judged by the period it can achieve.
+    Auto {
+        /// `--linq.poll-interval`.
+        interval: Duration,
+    },
+}
+
+impl ReadyMaxAge {
+    /// The limit in force, given how long the last successful sweep took.
+    pub fn limit(self, last_good_sweep: Option<Duration>) -> Duration {
+        match self {
+            ReadyMaxAge::Fixed(d) => d,
+            ReadyMaxAge::Auto { interval } => {
+                interval.max(last_good_sweep.unwrap_or(Duration::ZERO)) * 3
+            }
+        }
+    }
+}
+
+impl From<Duration> for ReadyMaxAge {
+    fn from(d: Duration) -> Self {
+        ReadyMaxAge::Fixed(d)
+    }
+}
+
 /// Page size for `GET /v3/chats`, 1..=100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSize(pub u32);
@@ -264,7 +326,13 @@ pub struct Config {
     /// Plain-HTTP listener for the probes only.
     pub probe_listen_address: Option<SocketAddr>,
     /// Max age of the last good sweep for readiness.
-    pub ready_max_age: Duration,
+    pub ready_max_age: ReadyMaxAge,
+    /// Bound on an API response body, in bytes.
+    pub max_response_size: u64,
+    /// Bound on receiving a request's headers (and the TLS handshake, and an idle keep-alive wait).
+    pub read_header_timeout: Duration,
+    /// Connections held at once per listener.
+    pub max_connections: usize,
     /// Run one sweep and print.
     pub once: bool,
     /// Demo simulator settings when `--demo`.
@@ -347,9 +415,7 @@ impl TryFrom<&Cli> for Config {
                 from.push(n);
             }
         }
-        let sweep_timeout = cli
-            .sweep_timeout
-            .unwrap_or_else(|| cli.poll_interval.min(Duration::from_secs(600)));
+        let sweep_timeout = cli.sweep_timeout;
         if sweep_timeout.is_zero() {
             return Err(invalid("--linq.sweep-timeout", "must be above zero".into()));
         }
@@ -377,6 +443,23 @@ impl TryFrom<&Cli> for Config {
                     "--linq.max-requests-per-second",
                     format!("{r} must be above zero"),
                 ));
+            }
+        }
+        if cli.read_header_timeout.is_zero() {
+            return Err(invalid(
+                "--web.read-header-timeout",
+                "must be above zero".into(),
+            ));
+        }
+        if cli.max_connections < 16 {
+            return Err(invalid(
+                "--web.max-connections",
+                format!("{} is below the minimum of 16", cli.max_connections),
+            ));
+        }
+        if let Some(age) = cli.ready_max_age {
+            if age.is_zero() {
+                return Err(invalid("--web.ready-max-age", "must be above zero".into()));
             }
         }
         let demo = if cli.demo {
@@ -429,7 +512,15 @@ impl TryFrom<&Cli> for Config {
                 .web_config_reload_interval
                 .max(Duration::from_millis(100)),
             probe_listen_address: cli.probe_listen_address.map(|a| a.0),
-            ready_max_age: cli.ready_max_age.unwrap_or(cli.poll_interval * 3),
+            ready_max_age: match cli.ready_max_age {
+                Some(age) => ReadyMaxAge::Fixed(age),
+                None => ReadyMaxAge::Auto {
+                    interval: cli.poll_interval,
+                },
+            },
+            max_response_size: cli.max_response_size.0,
+            read_header_timeout: cli.read_header_timeout,
+            max_connections: cli.max_connections,
             once: cli.once,
             demo,
         })
@@ -528,13 +619,68 @@ mod tests {
     }
 
     #[test]
-    fn sweep_timeout_defaults_to_interval_capped() {
-        let c = cli(&["--demo", "--linq.poll-interval", "30s"]).unwrap_or_else(|e| panic!("{e}"));
+    fn sweep_timeout_is_ten_minutes_whatever_the_interval() {
+        for interval in ["1s", "30s", "1h"] {
+            let c = cli(&["--demo", "--linq.poll-interval", interval])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.sweep_timeout, Duration::from_secs(600), "{interval}");
+        }
+        let c = cli(&["--demo", "--linq.sweep-timeout", "45s"]).unwrap_or_else(|e| panic!("{e}"));
         let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.sweep_timeout, Duration::from_secs(30));
-        assert_eq!(cfg.ready_max_age, Duration::from_secs(90));
-        let c = cli(&["--demo", "--linq.poll-interval", "1h"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.sweep_timeout, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn ready_max_age_follows_the_achievable_period() {
+        let c = cli(&["--demo", "--linq.poll-interval", "60s"]).unwrap_or_else(|e| panic!("{e}"));
         let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.sweep_timeout, Duration::from_secs(600));
+        let age = cfg.ready_max_age;
+        assert_eq!(age.limit(None), Duration::from_secs(180));
+        assert_eq!(
+            age.limit(Some(Duration::from_secs(20))),
+            Duration::from_secs(180)
+        );
+        assert_eq!(
+            age.limit(Some(Duration::from_secs(150))),
+            Duration::from_secs(450)
+        );
+        let c = cli(&["--demo", "--web.ready-max-age", "100s"]).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.ready_max_age.limit(Some(Duration::from_secs(150))),
+            Duration::from_secs(100)
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let size = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(size("16MiB"), Ok(16 << 20));
+        assert_eq!(size("512KiB"), Ok(512 << 10));
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert_eq!(size("2MB"), Ok(2_000_000));
+        assert_eq!(size("1048576"), Ok(1_048_576));
+        for bad in [
+            "",
+            "0",
+            "16 mib",
+            "MiB",
+            "-1",
+            "1.5MiB",
+            "99999999999999GiB",
+        ] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
+        let err = cli(&["--demo", "--linq.max-response-size", "lots"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("--linq.max-response-size"), "{err}");
+        let c = cli(&["--demo"]).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.max_response_size, 16 << 20);
+        assert_eq!(cfg.read_header_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.max_connections, 4096);
     }
 }

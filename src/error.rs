@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Pagination,
     /// The API key file could not be read or was empty.
     KeyFile,
+    /// A response body exceeded `--linq.max-response-size`.
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -31,17 +33,19 @@ impl ErrorKind {
             ErrorKind::Decode => "decode",
             ErrorKind::Pagination => "pagination",
             ErrorKind::KeyFile => "key_file",
+            ErrorKind::TooLarge => "too_large",
         }
     }
 
     /// Every kind, for pre-initialising counters.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Http,
         ErrorKind::Timeout,
         ErrorKind::Connect,
         ErrorKind::Decode,
         ErrorKind::Pagination,
         ErrorKind::KeyFile,
+        ErrorKind::TooLarge,
     ];
 }
 
@@ -78,6 +82,17 @@ pub enum ApiError {
         /// What went wrong.
         reason: String,
     },
+    /// The response body was larger than `--linq.max-response-size` (a broken upstream or proxy
+    /// streaming without end, say). Not retried.
+    #[error(
+        "{endpoint}: response body exceeds --linq.max-response-size ({limit} bytes); abandoned"
+    )]
+    TooLarge {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// The bound, in bytes.
+        limit: u64,
+    },
     /// The body did not decode.
     #[error("{endpoint}: response did not decode: {reason}")]
     Decode {
@@ -96,6 +111,7 @@ impl ApiError {
             ApiError::Timeout { .. } => ErrorKind::Timeout,
             ApiError::Connect { .. } => ErrorKind::Connect,
             ApiError::Decode { .. } => ErrorKind::Decode,
+            ApiError::TooLarge { .. } => ErrorKind::TooLarge,
         }
     }
 

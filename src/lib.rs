@@ -28,6 +28,7 @@ pub mod models;
 pub mod pagination;
 pub mod poller;
 pub mod self_metrics;
+pub mod serve;
 pub mod server;
 pub mod snapshot;
 pub mod state;
@@ -111,6 +112,7 @@ async fn build(config: &Config) -> Result<Parts, RunError> {
             connect_timeout: config.connect_timeout,
             retry: config.retry,
             max_requests_per_second: config.max_requests_per_second,
+            max_response_size: config.max_response_size,
         },
         metrics.clone(),
     )?);
@@ -184,16 +186,27 @@ pub async fn run(
     let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
     let supervisor = supervise(poller_task, stop_rx, state.clone());
 
+    let serve_opts = |name| serve::ServeOptions {
+        read_header_timeout: config.read_header_timeout,
+        max_connections: config.max_connections,
+        name,
+    };
     if let Some(addr) = config.probe_listen_address {
         let probe = TcpListener::bind(addr).await?;
         tracing::info!(address = %probe.local_addr()?, "probe listener (plain HTTP, /healthz and /readyz only)");
         let mut stop = stop_tx.subscribe();
         let app = server::probe_router(state.clone());
+        let serving = serve::serve(
+            probe,
+            serve::Transport::Plain,
+            app,
+            serve_opts("probe"),
+            state.metrics.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
         tokio::spawn(async move {
-            let serving =
-                axum::serve(server::no_delay(probe), app).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                });
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "probe listener failed");
             }
@@ -202,22 +215,27 @@ pub async fn run(
 
     let tls_on = web.current().tls.is_some();
     tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, tls = tls_on, basic_auth = web.current().basic_auth.is_some(), "listening");
-    let app = server::with_web_config(server::router(state), web.clone());
+    let app = server::with_web_config(server::router(state.clone()), web.clone());
     let stop_on_shutdown = stop_tx.clone();
     let graceful = async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_on_shutdown.send(true);
     };
-    if tls_on {
-        axum::serve(tls::TlsListener::new(listener, web)?, app)
-            .with_graceful_shutdown(graceful)
-            .await?;
+    let transport = if tls_on {
+        serve::Transport::Tls(web)
     } else {
-        axum::serve(server::no_delay(listener), app)
-            .with_graceful_shutdown(graceful)
-            .await?;
-    }
+        serve::Transport::Plain
+    };
+    serve::serve(
+        listener,
+        transport,
+        app,
+        serve_opts("web"),
+        state.metrics.clone(),
+        graceful,
+    )
+    .await?;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
     Ok(())

@@ -141,6 +141,17 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         out.write_all(&exposition).context("writing to stdout")?;
         return Ok(());
     }
+    match linq_exporter::serve::raise_open_file_limit() {
+        Ok((soft, hard)) => {
+            let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |n| n.to_string());
+            tracing::info!(
+                soft = %show(soft),
+                hard = %show(hard),
+                "open-file limit (soft raised to the hard limit)"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen_address)
         .await
         .with_context(|| format!("binding --web.listen-address {}", config.listen_address))?;

@@ -2,7 +2,7 @@
 //! and publishes it atomically. A failed sweep is data, not a crash: the last good snapshot
 //! stays, `linq_up` drops to 0 and the failure is counted and logged.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +74,8 @@ pub struct Poller {
     cpu: Arc<CpuThread>,
     /// Where rendering runs, at a lower priority than scrapes.
     render_cpu: Arc<CpuThread>,
+    /// Whether the "sweeps take longer than the interval" warning was logged (it is, once).
+    warned_slow: Arc<AtomicBool>,
 }
 
 impl Poller {
@@ -93,6 +95,7 @@ impl Poller {
             lines: Arc::new(Mutex::new(None)),
             cpu: Arc::new(CpuThread::new()),
             render_cpu: Arc::new(CpuThread::named("linq-render", RENDER_NICE)),
+            warned_slow: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -169,6 +172,7 @@ impl Poller {
                     duration_ms = duration.as_millis() as u64,
                     "sweep complete"
                 );
+                self.warn_if_slow(duration);
                 Ok(())
             }
             Err(e) => {
@@ -197,6 +201,23 @@ impl Poller {
                 Err(e)
             }
         }
+    }
+
+    /// Logs once (not per sweep) when a successful sweep took longer than the poll interval: the
+    /// next one then starts as soon as it ends, so data is as fresh as the account allows, but
+    /// the operator should know the flags that shorten a sweep.
+    fn warn_if_slow(&self, duration: Duration) {
+        if duration <= self.opts.interval || self.warned_slow.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(
+            duration_s = duration.as_secs_f64(),
+            interval_s = self.opts.interval.as_secs_f64(),
+            "sweeps take longer than --linq.poll-interval: each sweep now starts when the last one ends, \
+             and /readyz and LinqExporterDataStale judge freshness by the sweep's duration. To shorten sweeps, \
+             walk the account's numbers in parallel with --linq.discover-numbers and --linq.concurrency, \
+             or shard the account across exporters with --linq.from (see docs/deployment.md). Logged once."
+        );
     }
 
     /// Reads the key: the flag's value, or the key file (re-read at every sweep).
@@ -374,9 +395,14 @@ impl Poller {
 /// The walk is pipelined: as soon as a page arrives, its `next_cursor` is read from the end of
 /// the body (where the API puts it) and the next page is requested while this one is decoded
 /// and aggregated on the sweep's CPU thread. So a sweep costs about the HTTP transfer, not transfer
-/// plus decoding. The guess is checked against the decoded page before the prefetched page is
-/// used; when they differ (or there is nothing to guess from), the prefetch is dropped and the
-/// decoded cursor fetched, so the result never depends on the guess.
+/// plus decoding.
+///
+/// The prefetch never sends a request that the sequential walk (decode, then follow the decoded
+/// cursor) would not send: it is made only when the body itself says the walk goes on (see
+/// [`prefetch_cursor`]: a non-empty `chats` array first, a new cursor last), and it is started as
+/// soon as the page arrives, before decoding, so which requests are made depends on the bodies
+/// alone, never on timing. Only a page that then fails to decode (which fails the sweep) can
+/// leave a prefetched answer unused: its errors are not counted, and the answer is dropped.
 struct Walk<'a> {
     client: &'a LinqClient,
     key: &'a Secret,
@@ -394,16 +420,30 @@ struct PageOutcome {
 }
 
 impl Walk<'_> {
-    async fn fetch(&self, cursor: Option<&str>) -> Result<bytes::Bytes, ApiError> {
-        let limit = self.page_size.to_string();
-        let mut query = vec![("limit", limit.as_str())];
+    fn query<'q>(&'q self, limit: &'q str, cursor: Option<&'q str>) -> Vec<(&'q str, &'q str)> {
+        let mut query = vec![("limit", limit)];
         if let Some(from) = self.from {
             query.push(("from", from));
         }
         if let Some(c) = cursor {
             query.push(("cursor", c));
         }
+        query
+    }
+
+    async fn fetch(&self, cursor: Option<&str>) -> Result<bytes::Bytes, ApiError> {
+        let limit = self.page_size.to_string();
+        let query = self.query(&limit, cursor);
         self.client.get(CHATS_ENDPOINT, self.key, &query).await
+    }
+
+    /// A speculative fetch: its failed attempts are returned, not counted.
+    async fn prefetch(&self, cursor: &str) -> (Result<bytes::Bytes, ApiError>, Vec<ApiError>) {
+        let limit = self.page_size.to_string();
+        let query = self.query(&limit, Some(cursor));
+        self.client
+            .get_deferred(CHATS_ENDPOINT, self.key, &query)
+            .await
     }
 
     /// Decodes a page into the builder, on the sweep's CPU thread.
@@ -434,25 +474,29 @@ impl Walk<'_> {
         let mut cursor = CursorWalk::new();
         let mut body = self.fetch(None).await?;
         loop {
-            let guess = peek_next_cursor(&body).filter(|c| !cursor.has_seen(c));
+            let guess = prefetch_cursor(&body).filter(|c| !cursor.has_seen(c));
             let mut work = std::pin::pin!(self.decode(body));
             // Without a guess there is nothing to prefetch: that branch never completes.
             let mut prefetch = std::pin::pin!(async {
                 match &guess {
-                    Some(c) => self.fetch(Some(c)).await,
+                    Some(c) => self.prefetch(c).await,
                     None => std::future::pending().await,
                 }
             });
             let mut prefetched = None;
             let decoded = loop {
+                // Biased towards the prefetch: it is always polled (so sent) first, whatever
+                // the decode's timing.
                 tokio::select! {
-                    r = &mut work => break r,
+                    biased;
                     b = &mut prefetch, if prefetched.is_none() => prefetched = Some(b),
+                    r = &mut work => break r,
                 }
             };
             let page = match decoded {
                 Ok(page) => page,
                 Err(reason) => {
+                    // An unused prefetch's answer and errors are dropped with it.
                     let err = ApiError::Decode {
                         endpoint: CHATS_ENDPOINT,
                         reason,
@@ -472,16 +516,39 @@ impl Walk<'_> {
                 return Ok(());
             };
             body = if guess.as_deref() == Some(next) {
-                match prefetched {
-                    Some(b) => b?,
-                    None => prefetch.await?,
-                }
+                let (result, errors) = match prefetched {
+                    Some(b) => b,
+                    None => prefetch.await,
+                };
+                // The walk needs this answer: its failed attempts count now.
+                self.client.count_errors(CHATS_ENDPOINT, &errors);
+                result?
             } else {
-                // A wrong or missing guess: whatever was prefetched is dropped.
+                // No guess (or, for a page that decoded, never: a different one): fetch the
+                // decoded cursor.
                 self.fetch(Some(next)).await?
             };
         }
     }
+}
+
+/// The cursor to prefetch with, when the raw body says the walk goes on: its `chats` array,
+/// written first, has at least one chat, and its `next_cursor`, written last, is a plain string
+/// (see [`peek_next_cursor`]). The sequential walk follows exactly that cursor after such a page
+/// (unless it repeats one, which the caller checks), and anything else (an empty page, a null
+/// cursor, another layout) gives `None`: no prefetch.
+pub fn prefetch_cursor(body: &[u8]) -> Option<String> {
+    let rest = body
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start();
+    let rest = rest.strip_prefix(b"\"chats\"")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b":")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b"[")?.trim_ascii_start();
+    if !rest.starts_with(b"{") {
+        return None;
+    }
+    peek_next_cursor(body)
 }
 
 /// The `next_cursor` of a page, read from the end of the body without decoding it, when the
@@ -510,7 +577,36 @@ fn unix_seconds(t: SystemTime) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::peek_next_cursor;
+    use super::{peek_next_cursor, prefetch_cursor};
+
+    #[test]
+    fn prefetches_only_when_the_page_has_chats_and_a_cursor() {
+        let guess = |s: &str| prefetch_cursor(s.as_bytes());
+        assert_eq!(
+            guess(r#"{"chats":[{"id":"a"}],"next_cursor":"n1"}"#).as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            guess("{ \"chats\" :\n [ {\"id\":\"a\"} ], \"next_cursor\": \"n2\" }").as_deref(),
+            Some("n2")
+        );
+        for body in [
+            // empty page with a cursor: the sequential walk ends there
+            r#"{"chats":[],"next_cursor":"z"}"#,
+            r#"{"chats": [ ],"next_cursor":"z"}"#,
+            // last page
+            r#"{"chats":[{"id":"a"}],"next_cursor":null}"#,
+            r#"{"chats":[{"id":"a"}]}"#,
+            // chats not first, or not an array of objects
+            r#"{"next_cursor":"x","chats":[{"id":"a"}]}"#,
+            r#"{"meta":{},"chats":[{"id":"a"}],"next_cursor":"z"}"#,
+            r#"{"chats":null,"next_cursor":"z"}"#,
+            r#"{"chats":[1],"next_cursor":"z"}"#,
+            "",
+        ] {
+            assert_eq!(guess(body), None, "{body}");
+        }
+    }
 
     #[test]
     fn peeks_the_cursor_the_api_writes_last() {

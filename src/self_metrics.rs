@@ -65,6 +65,12 @@ pub struct SelfMetrics {
     pub chat_series_dropped: IntGauge,
     /// `linq_exporter_web_config_reloads_total{result}`.
     pub web_config_reloads: IntCounterVec,
+    /// `linq_exporter_http_connections{listener}`.
+    pub http_connections: IntGaugeVec,
+    /// `linq_exporter_http_connections_closed_total{listener,reason}`.
+    pub http_connections_closed: IntCounterVec,
+    /// `linq_exporter_http_accept_errors_total{listener}`.
+    pub http_accept_errors: IntCounterVec,
     recent_errors: Mutex<VecDeque<RecentError>>,
 }
 
@@ -210,6 +216,36 @@ impl SelfMetrics {
                 &["result"],
             )?,
         )?;
+        let http_connections = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "linq_exporter_http_connections",
+                    "Connections open on each HTTP listener (web, probe).",
+                ),
+                &["listener"],
+            )?,
+        )?;
+        let http_connections_closed = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_exporter_http_connections_closed_total",
+                    "Connections the server closed at a bound: header_timeout (--web.read-header-timeout), tls_handshake, evicted or refused (--web.max-connections).",
+                ),
+                &["listener", "reason"],
+            )?,
+        )?;
+        let http_accept_errors = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "linq_exporter_http_accept_errors_total",
+                    "Failed accepts on each HTTP listener (out of file descriptors, say).",
+                ),
+                &["listener"],
+            )?,
+        )?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -239,8 +275,40 @@ impl SelfMetrics {
             series,
             chat_series_dropped,
             web_config_reloads,
+            http_connections,
+            http_connections_closed,
+            http_accept_errors,
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         })
+    }
+
+    /// Starts a listener's connection series at zero.
+    pub fn init_connection_metrics(&self, listener: &str) {
+        self.http_connections.with_label_values(&[listener]).set(0);
+        self.http_accept_errors.with_label_values(&[listener]);
+        for reason in crate::serve::CloseReason::ALL {
+            self.http_connections_closed
+                .with_label_values(&[listener, reason.as_str()]);
+        }
+    }
+
+    /// Counts a connection closed at a bound.
+    pub fn connection_closed(&self, listener: &str, reason: crate::serve::CloseReason) {
+        self.http_connections_closed
+            .with_label_values(&[listener, reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a failed accept.
+    pub fn accept_error(&self, listener: &str) {
+        self.http_accept_errors.with_label_values(&[listener]).inc();
+    }
+
+    /// Sets the open connections of a listener.
+    pub fn set_open_connections(&self, listener: &str, open: usize) {
+        self.http_connections
+            .with_label_values(&[listener])
+            .set(open as i64);
     }
 
     /// Counts a failed request attempt.

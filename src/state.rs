@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::config::ReadyMaxAge;
 use crate::exposition::Rendered;
 use crate::self_metrics::SelfMetrics;
 use crate::snapshot::Summary;
@@ -41,21 +42,28 @@ pub struct AppState {
     poller_alive: AtomicBool,
     poller_failure: Mutex<Option<String>>,
     /// Readiness turns false when the last good sweep is older than this.
-    pub ready_max_age: Duration,
+    pub ready_max_age: ReadyMaxAge,
+    /// How long the last successful sweep took.
+    last_good_duration: Mutex<Option<Duration>>,
     /// The metrics path.
     pub telemetry_path: String,
 }
 
 impl AppState {
     /// Fresh state: nothing published, poller considered alive.
-    pub fn new(metrics: Arc<SelfMetrics>, ready_max_age: Duration, telemetry_path: String) -> Self {
+    pub fn new(
+        metrics: Arc<SelfMetrics>,
+        ready_max_age: impl Into<ReadyMaxAge>,
+        telemetry_path: String,
+    ) -> Self {
         AppState {
+            last_good_duration: Mutex::new(None),
             metrics,
             published: RwLock::new(None),
             last_sweep: Mutex::new(None),
             poller_alive: AtomicBool::new(true),
             poller_failure: Mutex::new(None),
-            ready_max_age,
+            ready_max_age: ready_max_age.into(),
             telemetry_path,
         }
     }
@@ -98,6 +106,11 @@ impl AppState {
 
     /// Records how the last sweep ended.
     pub fn set_last_sweep(&self, s: LastSweep) {
+        if s.error.is_none() {
+            if let Ok(mut good) = self.last_good_duration.lock() {
+                *good = Some(s.duration);
+            }
+        }
         if let Ok(mut slot) = self.last_sweep.lock() {
             *slot = Some(s);
         }
@@ -129,17 +142,25 @@ impl AppState {
             .unwrap_or_else(|| "poller stopped".into()))
     }
 
-    /// `Ok` when a snapshot no older than `ready_max_age` is published, else why not.
+    /// The age past which the published snapshot is stale: `--web.ready-max-age`, or by default
+    /// 3 × max(poll interval, duration of the last successful sweep).
+    pub fn max_age(&self) -> Duration {
+        let good = self.last_good_duration.lock().ok().and_then(|d| *d);
+        self.ready_max_age.limit(good)
+    }
+
+    /// `Ok` when a snapshot no older than [`AppState::max_age`] is published, else why not.
     pub fn readiness(&self, now: SystemTime) -> Result<(), String> {
         let Some(p) = self.published() else {
             return Err("no complete sweep yet".into());
         };
         let age = now.duration_since(p.completed_at).unwrap_or(Duration::ZERO);
-        if age > self.ready_max_age {
+        let limit = self.max_age();
+        if age > limit {
             return Err(format!(
                 "last complete sweep is {}s old (limit {}s)",
                 age.as_secs(),
-                self.ready_max_age.as_secs()
+                limit.as_secs()
             ));
         }
         Ok(())

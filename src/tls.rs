@@ -1,16 +1,10 @@
 //! Serving with `--web.config.file`: the live [`WebConfigHandle`], a watcher that reloads the file
-//! (and the certificates it names) when they change, and a TLS listener for axum whose handshakes
-//! use the current certificate, so cert-manager rotations need no restart.
+//! (and the certificates it names) when they change, so the TLS handshakes of [`crate::serve`]
+//! use the current certificate and cert-manager rotations need no restart.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use crate::self_metrics::SelfMetrics;
 use crate::web_config::{self, WebConfig};
@@ -113,74 +107,4 @@ pub fn spawn_reloader(
                 .inc();
         }
     })
-}
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A TLS listener for `axum::serve`. Handshakes run in their own tasks (a slow client cannot
-/// hold up others) with the certificate in force when the connection arrived.
-#[derive(Debug)]
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Wraps `tcp`; TLS settings come from `handle` (which must hold a TLS config).
-    pub fn new(tcp: TcpListener, handle: WebConfigHandle) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    r = tcp.accept() => r,
-                    _ = tx.closed() => return,
-                };
-                let (sock, addr) = match accepted {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(tls) = handle.current().tls.clone() else {
-                    continue;
-                };
-                crate::server::set_no_delay(&sock);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let acceptor = TlsAcceptor::from(tls);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, addr)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

@@ -153,31 +153,6 @@ async fn tls_serves_metrics_and_refuses_plain_http() {
 }
 
 #[tokio::test]
-async fn tls_connections_get_tcp_nodelay() {
-    use axum::serve::Listener;
-    let (dir, ca) = server_pki("nodelay");
-    let cfg = dir.write(
-        "web.yml",
-        "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n",
-    );
-    let handle = linq_exporter::tls::WebConfigHandle::new(
-        linq_exporter::web_config::load(&cfg).expect("web config"),
-    );
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let mut listener = linq_exporter::tls::TlsListener::new(tcp, handle).unwrap();
-    // The client only needs to finish the handshake; its request is never answered.
-    let https = client(&ca.pem, None);
-    let request =
-        tokio::spawn(async move { https.get(format!("https://{addr}/metrics")).send().await });
-    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
-        .await
-        .expect("a TLS connection within 10 s");
-    assert!(stream.get_ref().0.nodelay().unwrap());
-    request.abort();
-}
-
-#[tokio::test]
 async fn mutual_tls_require_and_verify() {
     let (dir, ca) = server_pki("mtls");
     let (client_cert, client_key) = leaf(&ca, "prometheus");
