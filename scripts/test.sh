@@ -36,6 +36,8 @@ suite "container and kubernetes" bash scripts/ci-deploy.sh
 [ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
 # The fuzz target is not built with its instrumentation here (10 minutes); this keeps it compiling.
 [ -f scripts/fuzz.sh ] && suite "fuzz target compiles" bash scripts/fuzz.sh --check
+suite "docs links and flag table" python3 scripts/check-docs.py
+suite "docs check self-test" python3 scripts/check-docs.py --self-test
 
 echo
 if [ "$failed" -gt 0 ]; then
