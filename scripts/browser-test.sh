@@ -91,6 +91,7 @@ p = P(); p.feed(dom)
 check("page rendered with its title", p.title == "Linq exporter")
 check("total chats = 4", p.ids.get("total-chats") == "4")
 check("archived chats = 1", p.ids.get("archived-chats") == "1")
+check("archived state unknown = 1 (chat-3's page omits is_archived)", p.ids.get("archived-unknown-chats") == "1")
 check("group chats = 1", p.ids.get("group-chats") == "1")
 check("last sweep succeeded", p.ids.get("sweep-result") == "success")
 check("worst chats listed", "chat-4" in dom and "12.5" in dom)
@@ -102,6 +103,46 @@ check("no injected img element", p.imgs == 0)
 check("nothing ran (title and body untouched)", "pwned" not in p.title and "data-pwned" not in p.body_attrs)
 import os
 check("screenshot taken", os.path.getsize(sys.argv[2]) > 10000)
+
+# The "By health score" bar, as drawn: the fixture scores 12.5, 45 and 82, one chat each, so
+# the bar shows a red, an orange and a green third (the dashboards' threshold colours).
+import struct, zlib
+def png_pixels(path):
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, w = 8, b"", 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw, stride, prev, out = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1: line[i] = (line[i] + a) & 255
+            elif f == 2: line[i] = (line[i] + b) & 255
+            elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p0 = a + b - c; pa, pb, pc = abs(p0 - a), abs(p0 - b), abs(p0 - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out.append(bytes(line)); prev = line
+    return w, bpp, out
+w, bpp, rows = png_pixels(sys.argv[2])
+def count(rgb):
+    px = bytes(rgb)
+    return sum(sum(1 for x in range(0, w * bpp, bpp) if row[x:x + 3] == px) for row in rows)
+red, orange, green = count((0xf2, 0x49, 0x5c)), count((0xff, 0x98, 0x30)), count((0x73, 0xbf, 0x69))
+print(f"     score bar pixels: red {red}, orange {orange}, green {green}")
+check("score bar drawn in red, orange and green", min(red, orange, green) > 1000)
+check("score bar thirds about equal", max(red, orange, green) < 1.2 * min(red, orange, green))
 print(f"browser: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY

@@ -168,7 +168,8 @@ fn generate(cfg: &SimConfig) -> Sim {
             is_archived,
             others,
             has_score: u(5) < 0.75,
-            has_status: u(6) < 0.9,
+            // The API now sends health_status on every chat (with a doc_url).
+            has_status: true,
             base_score: 15.0 + 85.0 * u(8).powf(0.6),
             display_name,
         });
@@ -396,7 +397,8 @@ async fn list_phone_numbers(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> 
             };
             json!({
                 "id": format!("pn-{k}"), "phone_number": n, "type": "APPLE_ID", "country_code": "US",
-                "forwarding_number": null,
+                "forwarding_number": if k == 0 { json!("+15550001111") } else { Value::Null },
+                "line_type": if k % 3 == 2 { "RCS" } else { "iMessage" },
                 "capabilities": {"sms": true, "mms": true, "voice": false},
                 "reputation": {"status": status, "doc_url": "https://docs.linqapp.com/reputation"}
             })
@@ -458,7 +460,7 @@ mod tests {
             }
             services.insert(chat.service.as_deref().unwrap_or("unknown").to_string());
             groups += usize::from(chat.is_group);
-            archived += usize::from(chat.is_archived);
+            archived += usize::from(chat.is_archived == Some(true));
             scored += usize::from(chat.health_score.is_some());
         }
         assert_eq!(statuses.len(), 4, "{statuses:?}");

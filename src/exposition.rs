@@ -201,6 +201,12 @@ fn bool_label(b: bool) -> &'static str {
     }
 }
 
+/// `is_archived`: `true`, `false`, or `unknown` when the API's page did not say (the field is
+/// deprecated; reading its absence as `false` would silently un-archive every chat).
+fn archived_label(a: Option<bool>) -> &'static str {
+    a.map_or("unknown", bool_label)
+}
+
 /// Renders the snapshot's metrics.
 pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
     let (chats, dropped) = snap.chats_for_series(
@@ -223,7 +229,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
                 ("phone_number", phone),
                 ("service", service),
                 ("is_group", bool_label(*group)),
-                ("is_archived", bool_label(*archived)),
+                ("is_archived", archived_label(*archived)),
             ],
             *n as f64,
         );
@@ -279,6 +285,18 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
         w.sample(
             "linq_phone_number_reputation",
             &[("phone_number", phone), ("status", status)],
+            1.0,
+        );
+    }
+
+    w.header(
+        "linq_phone_number_info",
+        "1 for each of the account's numbers, with its line type (iMessage or RCS, from GET /v3/phone_numbers; unknown when not given).",
+    );
+    for (phone, line_type) in &snap.line_types {
+        w.sample(
+            "linq_phone_number_info",
+            &[("phone_number", phone), ("line_type", line_type)],
             1.0,
         );
     }
@@ -343,7 +361,7 @@ fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &Rende
             ("phone_number", snap.label(c.phone_number)),
             ("service", snap.label(c.service)),
             ("is_group", bool_label(c.is_group)),
-            ("is_archived", bool_label(c.is_archived)),
+            ("is_archived", archived_label(c.is_archived)),
         ];
         if opts.display_name {
             labels.push(("display_name", c.display_name.as_deref().unwrap_or("")));
@@ -627,7 +645,7 @@ mod tests {
         let text = r.text();
         assert_eq!(
             text.iter().filter(|&&c| c == b'\n').count(),
-            r.series + 2 * 9,
+            r.series + 2 * 10,
             "one HELP and one TYPE line per family"
         );
         let gz = r.gzip_with_tail(b"linq_up 1\n").concat();

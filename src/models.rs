@@ -29,9 +29,10 @@ pub struct Chat<'a> {
     /// Participants.
     #[serde(default, borrow)]
     pub handles: Vec<Handle<'a>>,
-    /// Whether the chat is archived.
+    /// Whether the chat is archived; `None` when the page does not say (the field is
+    /// deprecated and will be removed: a missing field must not read as "not archived").
     #[serde(default)]
-    pub is_archived: bool,
+    pub is_archived: Option<bool>,
     /// Whether it is a group chat.
     #[serde(default)]
     pub is_group: bool,
@@ -107,6 +108,10 @@ pub struct PhoneNumber<'a> {
     /// Line reputation (beta).
     #[serde(default, borrow)]
     pub reputation: Option<Reputation<'a>>,
+    /// `iMessage` (iMessage-capable) or `RCS` (RCS and SMS only), or something newer. The
+    /// line's `forwarding_number` is deliberately not read: it is someone's phone.
+    #[serde(default, borrow)]
+    pub line_type: Option<Cow<'a, str>>,
 }
 
 /// `reputation: {status, doc_url}`.
@@ -185,7 +190,7 @@ mod tests {
         assert!(c.health_score.is_none() && c.health_status.is_none());
         assert_eq!(c.service, None);
         assert_eq!(c.display_name, None);
-        assert!(c.is_group && c.is_archived);
+        assert!(c.is_group && c.is_archived == Some(true));
         assert_eq!(c.handles[1].handle, "someone@example.com");
         assert_eq!(c.handles[1].status, None);
         assert_eq!(c.handles[2].status.as_deref(), Some("left"));

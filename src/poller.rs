@@ -54,6 +54,8 @@ pub struct Line {
     pub number: String,
     /// Reputation status, when the API gives one.
     pub reputation: Option<String>,
+    /// `iMessage` or `RCS`, when the API gives one.
+    pub line_type: Option<String>,
 }
 
 /// The render thread's nice value. Rendering is background work (about 0.3 s of CPU per 100k
@@ -253,6 +255,7 @@ impl Poller {
                         .map(|p| Line {
                             number: p.phone_number.to_string(),
                             reputation: p.reputation.as_ref().map(|r| r.status.to_string()),
+                            line_type: p.line_type.as_deref().map(str::to_string),
                         })
                         .collect();
                     lines.sort_by(|a, b| a.number.cmp(&b.number));
@@ -383,6 +386,16 @@ impl Poller {
                     l.reputation
                         .as_deref()
                         .map(|r| (Arc::from(l.number.as_str()), Arc::from(r)))
+                })
+                .collect();
+            snapshot.line_types = lines
+                .iter()
+                .flatten()
+                .map(|l| {
+                    (
+                        Arc::from(l.number.as_str()),
+                        Arc::from(l.line_type.as_deref().unwrap_or("unknown")),
+                    )
                 })
                 .collect();
         }

@@ -106,8 +106,8 @@ pub struct ChatRecord {
     status: Label,
     /// Group chat.
     pub is_group: bool,
-    /// Archived chat.
-    pub is_archived: bool,
+    /// Archived chat; `None` when the API did not say.
+    pub is_archived: Option<bool>,
 }
 
 impl Default for ChatRecord {
@@ -121,7 +121,7 @@ impl Default for ChatRecord {
             service: Label::UNKNOWN,
             status: Label::NONE,
             is_group: false,
-            is_archived: false,
+            is_archived: None,
         }
     }
 }
@@ -198,7 +198,7 @@ impl ChatRecord {
 }
 
 /// Key of `linq_chats`: (phone_number, service, is_group, is_archived).
-pub type ChatCountKey = (Arc<str>, Arc<str>, bool, bool);
+pub type ChatCountKey = (Arc<str>, Arc<str>, bool, Option<bool>);
 /// Key of `linq_chat_participants`: (phone_number, service, status).
 pub type ParticipantKey = (Arc<str>, Arc<str>, Arc<str>);
 
@@ -226,6 +226,8 @@ pub struct Snapshot {
     pub duplicates: u64,
     /// Line reputation per number (from `GET /v3/phone_numbers`), sorted by number.
     pub reputations: Vec<(Arc<str>, Arc<str>)>,
+    /// Line type per number (`iMessage`, `RCS`, or `unknown` when not given), sorted by number.
+    pub line_types: Vec<(Arc<str>, Arc<str>)>,
 }
 
 /// Builds a [`Snapshot`] from pages. Chats are deduplicated by id; when walks disagree about a
@@ -459,7 +461,8 @@ impl SnapshotBuilder {
         } = self;
         drop(index);
         let mut numbers: BTreeSet<Label> = walk_numbers.iter().map(|n| labels.intern(n)).collect();
-        let mut chat_counts: FxHashMap<(Label, Label, bool, bool), u64> = FxHashMap::default();
+        let mut chat_counts: FxHashMap<(Label, Label, bool, Option<bool>), u64> =
+            FxHashMap::default();
         let mut people: FxHashMap<(Label, Label, Label), u64> = FxHashMap::default();
         let mut by_status: FxHashMap<(Label, Label), u64> = FxHashMap::default();
         let mut buckets: FxHashMap<Label, [u64; 10]> = FxHashMap::default();
@@ -529,6 +532,7 @@ impl SnapshotBuilder {
             pages,
             duplicates,
             reputations: Vec::new(),
+            line_types: Vec::new(),
         }
     }
 }
@@ -618,6 +622,8 @@ pub struct Summary {
     pub total_chats: usize,
     /// Archived chats.
     pub archived: u64,
+    /// Chats whose page did not say whether they are archived.
+    pub archived_unknown: u64,
     /// Group chats.
     pub groups: u64,
     /// Chats by health status (every number together).
@@ -652,8 +658,10 @@ impl Snapshot {
             if *group {
                 s.groups += n;
             }
-            if *archived {
-                s.archived += n;
+            match archived {
+                Some(true) => s.archived += n,
+                Some(false) => {}
+                None => s.archived_unknown += n,
             }
         }
         let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
@@ -719,6 +727,33 @@ mod tests {
     }
 
     #[test]
+    fn a_page_without_is_archived_counts_as_unknown_not_as_unarchived() {
+        // The field is deprecated: the day the API drops it, chats must not silently turn
+        // "not archived".
+        let body = r#"{"chats":[
+            {"id":"x","handles":[{"id":"h","handle":"+14155550100","service":"SMS","is_me":true}],"is_group":false,"service":"SMS"},
+            {"id":"y","handles":[{"id":"h","handle":"+14155550100","service":"SMS","is_me":true}],"is_archived":null,"is_group":false,"service":"SMS"},
+            {"id":"z","handles":[{"id":"h","handle":"+14155550100","service":"SMS","is_me":true}],"is_archived":true,"is_group":false,"service":"SMS"}
+        ],"next_cursor":null}"#;
+        let page = decode_chats_page(body.as_bytes()).expect("page");
+        let mut b = SnapshotBuilder::new(false);
+        for c in &page.chats {
+            b.add_chat(0, None, c);
+        }
+        let s = b.finish(&[]);
+        let n = a("+14155550100");
+        let expected: BTreeMap<ChatCountKey, u64> = [
+            ((n.clone(), a("SMS"), false, None), 2),
+            ((n.clone(), a("SMS"), false, Some(true)), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.chat_counts, expected);
+        let summary = s.summary();
+        assert_eq!((summary.archived, summary.archived_unknown), (1, 2));
+    }
+
+    #[test]
     fn aggregates_unfiltered_walk() {
         let s = build(None);
         assert_eq!(s.total_chats(), 4);
@@ -727,10 +762,10 @@ mod tests {
         // chat-4 has no is_me handle, so its number is unknown.
         assert_eq!(s.label(s.chats[3].phone_number), "unknown");
         let expected: BTreeMap<ChatCountKey, u64> = [
-            ((me.clone(), a("WhatsApp"), false, false), 1),
-            ((me.clone(), a("iMessage"), false, false), 1),
-            ((me.clone(), a("unknown"), true, true), 1),
-            ((unknown.clone(), a("SMS"), false, false), 1),
+            ((me.clone(), a("WhatsApp"), false, Some(false)), 1),
+            ((me.clone(), a("iMessage"), false, Some(false)), 1),
+            ((me.clone(), a("unknown"), true, Some(true)), 1),
+            ((unknown.clone(), a("SMS"), false, Some(false)), 1),
         ]
         .into_iter()
         .collect();

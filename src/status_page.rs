@@ -35,7 +35,18 @@ td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}td.n{text-a
 .bar{display:flex;height:1.4em;border-radius:3px;overflow:hidden;max-width:40em}\
 .bar span{display:block;height:100%;border-right:1px solid #fff}.ok{color:#1a7f37}.bad{color:#cf222e}\
 .HEALTHY{background:#2da44e}.AT_RISK{background:#d4a72c}.CRITICAL{background:#cf222e}\
-.OPTED_OUT{background:#6e7781}.other{background:#8250df}";
+.OPTED_OUT{background:#6e7781}.other{background:#8250df}\
+.score-low{background:#f2495c}.score-mid{background:#ff9830}.score-high{background:#73bf69}";
+
+/// The class of a score band starting at `low`: the dashboards' thresholds and their Grafana
+/// colours (red below 30, orange below 60, green from 60).
+fn score_class(low: usize) -> &'static str {
+    match low {
+        0..30 => "score-low",
+        30..60 => "score-mid",
+        _ => "score-high",
+    }
+}
 
 /// Renders the page.
 pub fn render(state: &AppState, now: SystemTime) -> String {
@@ -87,10 +98,21 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
     let _ = write!(
         h,
         "<h2>Chats</h2><table><tr><th>Total</th><td class=\"n\" id=\"total-chats\">{}</td></tr>\
-<tr><th>Archived</th><td class=\"n\" id=\"archived-chats\">{}</td></tr>\
+<tr><th>Archived</th><td class=\"n\" id=\"archived-chats\">{}</td></tr>{}\
 <tr><th>Group</th><td class=\"n\" id=\"group-chats\">{}</td></tr>\
 <tr><th>Numbers</th><td class=\"n\">{}</td></tr></table>",
-        s.total_chats, s.archived, s.groups, s.phone_numbers
+        s.total_chats,
+        s.archived,
+        if s.archived_unknown > 0 {
+            format!(
+                "<tr><th>Archived state unknown</th><td class=\"n\" id=\"archived-unknown-chats\">{}</td></tr>",
+                s.archived_unknown
+            )
+        } else {
+            String::new()
+        },
+        s.groups,
+        s.phone_numbers
     );
 
     h.push_str("<h2>By health status</h2>");
@@ -120,10 +142,10 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
     bar(
         &mut h,
         scored,
-        s.score_bands
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (format!("{}-{}", i * 10, i * 10 + 10), "band", *n)),
+        s.score_bands.iter().enumerate().map(|(i, n)| {
+            let low = i * 10;
+            (format!("{}-{}", low, low + 10), score_class(low), *n)
+        }),
     );
     h.push_str("<table><tr>");
     for i in 0..10 {
@@ -222,6 +244,20 @@ fn bar<'a>(h: &mut String, total: u64, parts: impl Iterator<Item = (String, &'a 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn score_bands_take_the_dashboards_colours() {
+        let classes: Vec<&str> = (0..10).map(|i| score_class(i * 10)).collect();
+        assert_eq!(classes[..3], ["score-low"; 3]);
+        assert_eq!(classes[3..6], ["score-mid"; 3]);
+        assert_eq!(classes[6..], ["score-high"; 4]);
+        for class in ["score-low", "score-mid", "score-high"] {
+            assert!(
+                STYLE.contains(&format!(".{class}{{background:#")),
+                "{class}"
+            );
+        }
+    }
 
     #[test]
     fn escapes_markup() {

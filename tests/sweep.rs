@@ -51,6 +51,9 @@ async fn multi_page_sweep_exact_values_and_dedupe() {
     assert_eq!(total, 6.0);
     assert_eq!(value_of(&m, &format!("linq_chats{{phone_number=\"{ME}\",service=\"RCS\",is_group=\"true\",is_archived=\"true\"}} ")), Some(1.0));
     assert_eq!(value_of(&m, "linq_chats{phone_number=\"unknown\",service=\"SMS\",is_group=\"false\",is_archived=\"false\"} "), Some(1.0));
+    // chat-6's page omits the deprecated is_archived: unknown, not "not archived".
+    assert_eq!(value_of(&m, &format!("linq_chats{{phone_number=\"{ME}\",service=\"SMS\",is_group=\"false\",is_archived=\"unknown\"}} ")), Some(1.0));
+    assert_eq!(value_of(&m, &format!("linq_chat_info{{chat_id=\"chat-6\",phone_number=\"{ME}\",service=\"SMS\",is_group=\"false\",is_archived=\"unknown\"}} ")), Some(1.0));
     assert_eq!(
         value_of(
             &m,
