@@ -318,14 +318,28 @@ async fn read_bounded(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, 
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    // The chunks are kept as they arrive and joined once at the end: no buffer doubling while
+    // reading, so an endless body costs at most `limit` before it is dropped.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len: u64 = 0;
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
-        if (body.len() + chunk.len()) as u64 > limit {
+        len += chunk.len() as u64;
+        if len > limit {
             return Err(BodyError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
-    Ok(body.freeze())
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut body = bytes::BytesMut::with_capacity(len as usize);
+            for c in &chunks {
+                body.extend_from_slice(c);
+            }
+            body.freeze()
+        }
+    })
 }
 
 /// What the response headers say about retrying.

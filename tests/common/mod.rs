@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod pki;
+
 pub const KEY: &str = "sk_test_do_not_leak_4f9a";
 
 /// One scripted answer.
