@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+pub use crate::config::SimConfig;
+
 /// `count` distinct E.164 numbers for a simulated account.
 pub fn numbers(count: usize) -> Vec<String> {
     (0..count.max(1))
@@ -27,52 +29,6 @@ pub fn numbers(count: usize) -> Vec<String> {
 
 /// The key the simulator accepts.
 pub const DEMO_KEY: &str = "demo-key-not-secret";
-
-/// Simulator settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimConfig {
-    /// Number of chats.
-    pub chats: usize,
-    /// The account's numbers; chats are spread over them.
-    pub numbers: Vec<String>,
-    /// Added latency for every request.
-    pub latency: Duration,
-    /// Fraction of requests answered 500.
-    pub error_rate: f64,
-    /// Fraction of requests answered 429 with `Retry-After: 1`.
-    pub rate_limit_rate: f64,
-    /// Fraction of requests delayed by `slow_delay`.
-    pub slow_rate: f64,
-    /// Delay of a slow request.
-    pub slow_delay: Duration,
-    /// Fraction of chat pages answered with truncated JSON.
-    pub malformed_rate: f64,
-    /// Fraction of requests answered 401.
-    pub unauthorized_rate: f64,
-    /// How long health values stay put before drifting.
-    pub drift_period: Duration,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            chats: 3000,
-            numbers: vec![
-                "+14155550100".into(),
-                "+14155550101".into(),
-                "+12125550199".into(),
-            ],
-            latency: Duration::ZERO,
-            error_rate: 0.0,
-            rate_limit_rate: 0.0,
-            slow_rate: 0.0,
-            slow_delay: Duration::from_millis(300),
-            malformed_rate: 0.0,
-            unauthorized_rate: 0.0,
-            drift_period: Duration::from_secs(15),
-        }
-    }
-}
 
 /// splitmix64: a fast, well-mixed deterministic hash of an integer.
 fn mix(mut x: u64) -> u64 {
@@ -424,7 +380,7 @@ pub fn spawn(
     let addr: SocketAddr = listener.local_addr()?;
     let app = router(cfg);
     let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(crate::server::no_delay(listener), app).await {
+        if let Err(e) = axum::serve(crate::http::conn::no_delay(listener), app).await {
             tracing::error!(error = %e, "demo simulator stopped");
         }
     });
@@ -454,7 +410,7 @@ mod tests {
         let (mut groups, mut archived, mut scored) = (0, 0, 0);
         for i in 0..sim.chats.len() {
             let text = sim.chat_json(i, 0).to_string();
-            let chat: crate::models::Chat<'_> = serde_json::from_str(&text).expect("decodes");
+            let chat: crate::api::models::Chat<'_> = serde_json::from_str(&text).expect("decodes");
             if let Some(s) = &chat.health_status {
                 statuses.insert(s.status.to_string());
             }

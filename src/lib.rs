@@ -1,40 +1,24 @@
 //! linq-exporter: a Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business
 //! conversations. The binary (`src/main.rs`) parses flags, starts tracing, binds the listener and
-//! calls [`run`] (or [`run_once`]); everything else lives here, one responsibility per module:
+//! calls [`run`] (or [`run_once`]). The directories follow the data's way through the program;
+//! dependencies point one way, from serving down to the API:
 //!
-//! - [`cli`]: the flags (clap derive, every flag with an env var); [`config`]: validated
-//!   configuration built from them.
-//! - [`models`]: wire models of the Linq API, pages decoded by [`decode`]'s fast path (or by
-//!   serde_json, which has the last word); [`client`]: the HTTP client with timeouts, retries
-//!   and rate limiting; [`pagination`]: the cursor walk as a pure state machine.
-//! - [`snapshot`]: pure aggregation of chats into what the metrics show; [`exposition`]: renders a
-//!   snapshot once per sweep (plain and gzip); [`self_metrics`]: the exporter's own live metrics.
-//! - [`poller`]: the sweep loop that builds and publishes snapshots, with its CPU work on the
-//!   one thread of [`cpu`]; [`state`]: what the poller and the server share; [`server`]: the axum router; [`status_page`]: the `/` HTML page.
-//! - [`web_config`]: the `--web.config.file` (TLS, mTLS, basic auth, headers); [`tls`]: its
-//!   reloading and the TLS listener.
-//! - [`demo`]: the simulated Linq API behind `--demo`, the tests and the benchmarks.
-//! - [`error`]: typed errors whose variants become the `kind` label of the error counters.
+//! - [`api`]: the Linq API: client, wire models, page decoding, pagination, errors.
+//! - [`sweep`]: the poller and its CPU threads, and the state it publishes.
+//! - [`metrics`]: the snapshot (pure aggregation) and its exposition, rendered once per sweep.
+//! - [`http`]: serving it: router, connection loop and its bounds, TLS and web config, status page.
+//!
+//! Beside them: [`config`] (flags, then validated configuration), [`telemetry`] (the exporter's
+//! own metrics, which every layer counts into) and [`demo`] (the simulated Linq API behind
+//! `--demo`, the tests and the benchmarks).
 
-pub mod cli;
-pub mod client;
+pub mod api;
 pub mod config;
-pub mod cpu;
-pub mod decode;
 pub mod demo;
-pub mod error;
-pub mod exposition;
-pub mod models;
-pub mod pagination;
-pub mod poller;
-pub mod self_metrics;
-pub mod serve;
-pub mod server;
-pub mod snapshot;
-pub mod state;
-pub mod status_page;
-pub mod tls;
-pub mod web_config;
+pub mod http;
+pub mod metrics;
+pub mod sweep;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,13 +28,14 @@ use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::client::{ClientOptions, LinqClient};
+use crate::api::client::{ClientOptions, LinqClient};
+use crate::api::error::SweepError;
 use crate::config::{ApiKeySource, Config, Secret};
-use crate::error::SweepError;
-use crate::exposition::RenderOptions;
-use crate::poller::{Poller, PollerOptions};
-use crate::self_metrics::SelfMetrics;
-use crate::state::AppState;
+use crate::http::{conn as serve, router as server, tls, web_config};
+use crate::metrics::exposition::RenderOptions;
+use crate::sweep::poller::{Poller, PollerOptions};
+use crate::sweep::state::AppState;
+use crate::telemetry::SelfMetrics;
 
 /// The exporter's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

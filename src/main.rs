@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use linq_exporter::cli::{Cli, Command};
+use linq_exporter::config::cli::{Cli, Command};
 use linq_exporter::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -141,7 +141,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         out.write_all(&exposition).context("writing to stdout")?;
         return Ok(());
     }
-    match linq_exporter::serve::raise_open_file_limit() {
+    match linq_exporter::http::conn::raise_open_file_limit() {
         Ok((soft, hard)) => {
             let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |n| n.to_string());
             tracing::info!(

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use linq_exporter::exposition::{render_snapshot, RenderOptions};
-use linq_exporter::models::decode_chats_page;
-use linq_exporter::self_metrics::SelfMetrics;
-use linq_exporter::snapshot::SnapshotBuilder;
-use linq_exporter::state::{AppState, LastSweep, Published};
+use linq_exporter::api::decode::decode_chats_page;
+use linq_exporter::metrics::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::metrics::snapshot::SnapshotBuilder;
+use linq_exporter::sweep::state::{AppState, LastSweep, Published};
+use linq_exporter::telemetry::SelfMetrics;
 use tower::ServiceExt;
 
 const PAGE: &str = include_str!("fixtures/chats_page_full.json");
@@ -58,7 +58,7 @@ async fn get(
     if gzip {
         req = req.header("accept-encoding", "gzip");
     }
-    let resp = linq_exporter::server::router(state.clone())
+    let resp = linq_exporter::http::router::router(state.clone())
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();

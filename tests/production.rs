@@ -326,7 +326,7 @@ async fn fresh_clients_are_served(proc: &Process, client: &reqwest::Client, sche
 
 /// This test process holds 2,000 connections of its own: make sure it may.
 fn raise_own_limit() {
-    let (soft, _) = linq_exporter::serve::raise_open_file_limit().unwrap();
+    let (soft, _) = linq_exporter::http::conn::raise_open_file_limit().unwrap();
     assert!(soft.is_none_or(|s| s >= 4096), "{soft:?}");
 }
 

@@ -391,8 +391,8 @@ async fn key_file_is_reread_every_sweep_and_a_missing_file_fails_the_sweep() {
 #[tokio::test]
 async fn poller_death_turns_healthz_503() {
     use tower::ServiceExt;
-    let metrics = Arc::new(linq_exporter::self_metrics::SelfMetrics::new().unwrap());
-    let state = Arc::new(linq_exporter::state::AppState::new(
+    let metrics = Arc::new(linq_exporter::telemetry::SelfMetrics::new().unwrap());
+    let state = Arc::new(linq_exporter::sweep::state::AppState::new(
         metrics,
         Duration::from_secs(60),
         "/metrics".into(),
@@ -401,7 +401,7 @@ async fn poller_death_turns_healthz_503() {
     let poller = tokio::spawn(async { panic!("simulated poller bug") });
     linq_exporter::supervise(poller, stop_rx, state.clone());
     eventually(Duration::from_secs(5), || state.poller_health().is_err()).await;
-    let app = linq_exporter::server::router(state);
+    let app = linq_exporter::http::router::router(state);
     let resp = app
         .oneshot(
             axum::http::Request::get("/healthz")
@@ -420,8 +420,8 @@ async fn poller_death_turns_healthz_503() {
 
 #[tokio::test]
 async fn a_requested_stop_is_not_a_death() {
-    let metrics = Arc::new(linq_exporter::self_metrics::SelfMetrics::new().unwrap());
-    let state = Arc::new(linq_exporter::state::AppState::new(
+    let metrics = Arc::new(linq_exporter::telemetry::SelfMetrics::new().unwrap());
+    let state = Arc::new(linq_exporter::sweep::state::AppState::new(
         metrics,
         Duration::from_secs(60),
         "/metrics".into(),

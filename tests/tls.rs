@@ -388,5 +388,5 @@ async fn invalid_config_at_start_up_fails_naming_the_problem() {
         "web.yml",
         "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  min_version: TLS12\n  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  curve_preferences: [X25519, CurveP256]\n  prefer_server_cipher_suites: true\n",
     );
-    assert!(linq_exporter::web_config::load(&cfg).is_ok());
+    assert!(linq_exporter::http::web_config::load(&cfg).is_ok());
 }

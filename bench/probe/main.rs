@@ -22,9 +22,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use linq_exporter::exposition::{render_snapshot, RenderOptions};
-use linq_exporter::models::decode_chats_page;
-use linq_exporter::snapshot::SnapshotBuilder;
+use linq_exporter::metrics::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::api::decode::decode_chats_page;
+use linq_exporter::metrics::snapshot::SnapshotBuilder;
 
 /// The allocator src/main.rs uses, so allocation costs match the exporter's.
 #[global_allocator]
@@ -37,7 +37,7 @@ fn median(mut v: Vec<Duration>) -> u128 {
     v[v.len() / 2].as_millis()
 }
 
-fn aggregate(pages: &[Vec<u8>]) -> Res<linq_exporter::snapshot::Snapshot> {
+fn aggregate(pages: &[Vec<u8>]) -> Res<linq_exporter::metrics::snapshot::Snapshot> {
     let mut b = SnapshotBuilder::new(false);
     for body in pages {
         let page = decode_chats_page(body)?;
@@ -51,7 +51,7 @@ fn aggregate(pages: &[Vec<u8>]) -> Res<linq_exporter::snapshot::Snapshot> {
 
 /// The next cursor without decoding the page, as the exporter's walk reads it.
 fn tail_cursor(body: &[u8]) -> Option<String> {
-    linq_exporter::poller::peek_next_cursor(body)
+    linq_exporter::sweep::poller::peek_next_cursor(body)
 }
 
 async fn fetch(client: &reqwest::Client, base: &str, cursor: Option<&str>) -> Res<bytes::Bytes> {

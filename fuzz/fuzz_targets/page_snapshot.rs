@@ -8,7 +8,7 @@
 //! every mutation also moves them.
 //!
 //! Besides "no panic", a few cheap oracles catch wrong output: the decoder's fast path
-//! (`linq_exporter::decode`) must accept only what serde_json accepts, with the same value (scores
+//! (`linq_exporter::api::decode`) must accept only what serde_json accepts, with the same value (scores
 //! bit for bit); the gzip form must decompress to exactly the plain form, the series count must
 //! match the sample lines, and the text must be UTF-8 with one sample per line.
 
@@ -19,13 +19,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use linq_exporter::api::decode::decode_chats_page;
+use linq_exporter::api::models::{error_code, ChatsPage, PhoneNumbersPage};
+use linq_exporter::api::pagination::CursorWalk;
 use linq_exporter::config::ChatMetrics;
-use linq_exporter::exposition::{render_snapshot, RenderOptions};
-use linq_exporter::models::{decode_chats_page, error_code, ChatsPage, PhoneNumbersPage};
-use linq_exporter::pagination::CursorWalk;
-use linq_exporter::self_metrics::SelfMetrics;
-use linq_exporter::snapshot::SnapshotBuilder;
-use linq_exporter::state::{AppState, Published};
+use linq_exporter::metrics::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::metrics::snapshot::SnapshotBuilder;
+use linq_exporter::sweep::state::{AppState, Published};
+use linq_exporter::telemetry::SelfMetrics;
 
 /// `from` filters a walk may have used (`None`: an unfiltered walk, owner taken from handles).
 const FROMS: [Option<&str>; 4] = [
@@ -60,7 +61,7 @@ fn join<B: AsRef<[u8]>>(chunks: impl IntoIterator<Item = B>) -> Vec<u8> {
     out
 }
 
-fn check_rendered(rendered: &linq_exporter::exposition::Rendered) {
+fn check_rendered(rendered: &linq_exporter::metrics::exposition::Rendered) {
     let text = rendered.text();
     let text = std::str::from_utf8(&text).expect("exposition is UTF-8");
     let samples = text
@@ -83,7 +84,11 @@ fn check_rendered(rendered: &linq_exporter::exposition::Rendered) {
             "gzip_with_tail != plain_with_tail"
         );
         assert!(
-            plain == rendered.without_text().plain_with_tail(tail.to_vec()).concat(),
+            plain
+                == rendered
+                    .without_text()
+                    .plain_with_tail(tail.to_vec())
+                    .concat(),
             "the released text does not inflate back to the cached one"
         );
     }
@@ -94,7 +99,7 @@ fn check_fast_path(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Some(fast) = linq_exporter::decode::chats_page(text) else {
+    let Some(fast) = linq_exporter::api::decode::chats_page(text) else {
         return;
     };
     let slow: ChatsPage<'_> = match serde_json::from_str(text) {
@@ -103,7 +108,7 @@ fn check_fast_path(data: &[u8]) {
     };
     assert_eq!(fast, slow, "the fast path and serde_json disagree");
     for (a, b) in fast.chats.iter().zip(&slow.chats) {
-        let bits = |c: &linq_exporter::models::Chat<'_>| {
+        let bits = |c: &linq_exporter::api::models::Chat<'_>| {
             c.health_score.as_ref().map(|s| s.score.to_bits())
         };
         assert_eq!(bits(a), bits(b), "scores differ in their bits");
@@ -217,7 +222,7 @@ fuzz_target!(|data: &[u8]| {
             summary,
             completed_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000),
         });
-        let html = linq_exporter::status_page::render(
+        let html = linq_exporter::http::status_page::render(
             state,
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_030),
         );

@@ -281,7 +281,7 @@ pub struct Exporter {
 pub fn config(args: &[&str]) -> linq_exporter::config::Config {
     let mut full = vec!["linq-exporter", "--web.listen-address", "127.0.0.1:0"];
     full.extend_from_slice(args);
-    let cli = linq_exporter::cli::Cli::try_parse_from(full).expect("flags parse");
+    let cli = linq_exporter::config::cli::Cli::try_parse_from(full).expect("flags parse");
     linq_exporter::config::Config::try_from(&cli).expect("config valid")
 }
 

@@ -143,18 +143,6 @@ pub struct ErrorBody {
     pub message: Option<String>,
 }
 
-/// Decodes a chats page: [`crate::decode`]'s fast path, else serde_json (same value or error
-/// for every input). The body is checked as UTF-8 once, up front, so neither decoder needs to
-/// check every string again.
-pub fn decode_chats_page(body: &[u8]) -> Result<ChatsPage<'_>, serde_json::Error> {
-    match std::str::from_utf8(body) {
-        // The fast path takes every well-formed page; anything else gets serde_json's verdict.
-        Ok(text) => crate::decode::chats_page(text).map_or_else(|| serde_json::from_str(text), Ok),
-        // Let the decoder report where the invalid bytes are.
-        Err(_) => serde_json::from_slice(body),
-    }
-}
-
 /// The Linq error code in an error body, if the body is the JSON envelope.
 pub fn error_code(body: &[u8]) -> Option<i64> {
     serde_json::from_slice::<ErrorEnvelope>(body)
@@ -165,8 +153,9 @@ pub fn error_code(body: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::decode::decode_chats_page;
 
-    const FULL: &str = include_str!("../tests/fixtures/chats_page_full.json");
+    const FULL: &str = include_str!("../../tests/fixtures/chats_page_full.json");
 
     #[test]
     fn decodes_both_health_fields_nulls_unknown_enums_and_extras() {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ReadyMaxAge;
-use crate::exposition::Rendered;
-use crate::self_metrics::SelfMetrics;
-use crate::snapshot::Summary;
+use crate::metrics::exposition::Rendered;
+use crate::metrics::snapshot::Summary;
+use crate::telemetry::SelfMetrics;
 
 /// A published snapshot.
 #[derive(Debug)]

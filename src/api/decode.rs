@@ -15,7 +15,19 @@
 
 use std::borrow::Cow;
 
-use crate::models::{Chat, ChatsPage, Handle, HealthScore, HealthStatus};
+use crate::api::models::{Chat, ChatsPage, Handle, HealthScore, HealthStatus};
+
+/// Decodes a chats page: this module's fast path, else serde_json (same value or error
+/// for every input). The body is checked as UTF-8 once, up front, so neither decoder needs to
+/// check every string again.
+pub fn decode_chats_page(body: &[u8]) -> Result<ChatsPage<'_>, serde_json::Error> {
+    match std::str::from_utf8(body) {
+        // The fast path takes every well-formed page; anything else gets serde_json's verdict.
+        Ok(text) => chats_page(text).map_or_else(|| serde_json::from_str(text), Ok),
+        // Let the decoder report where the invalid bytes are.
+        Err(_) => serde_json::from_slice(body),
+    }
+}
 
 /// Deeper nesting falls back to serde_json: the scanner recurses, and this bounds its stack
 /// whatever the body.
@@ -493,9 +505,9 @@ mod tests {
     use super::*;
 
     const FIXTURES: [&str; 3] = [
-        include_str!("../tests/fixtures/chats_page_full.json"),
-        include_str!("../tests/fixtures/chats_page_last.json"),
-        include_str!("../tests/fixtures/status_page_chats.json"),
+        include_str!("../../tests/fixtures/chats_page_full.json"),
+        include_str!("../../tests/fixtures/chats_page_last.json"),
+        include_str!("../../tests/fixtures/status_page_chats.json"),
     ];
 
     fn serde(text: &str) -> Result<ChatsPage<'_>, serde_json::Error> {

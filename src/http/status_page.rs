@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use crate::state::AppState;
+use crate::sweep::state::AppState;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape_html(s: &str) -> String {

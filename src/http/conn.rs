@@ -30,8 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-use crate::self_metrics::SelfMetrics;
-use crate::tls::WebConfigHandle;
+use crate::http::tls::WebConfigHandle;
+use crate::telemetry::{CloseReason, SelfMetrics};
 
 /// The largest request head (request line and headers) read, in bytes; hyper's floor is 8 KiB.
 /// Prometheus and kubelet requests are a few hundred bytes; this bounds what a client can make
@@ -62,43 +62,28 @@ pub enum Transport {
     Tls(WebConfigHandle),
 }
 
-/// Why a connection was closed by the server (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// No complete request headers within the timeout (or idle past it between requests).
-    HeaderTimeout,
-    /// The TLS handshake failed or ran past the timeout.
-    TlsHandshake,
-    /// Closed to make room for a new connection at `--web.max-connections`.
-    Evicted,
-    /// Refused at `--web.max-connections`: every connection was serving a request.
-    Refused,
-}
-
-impl CloseReason {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::HeaderTimeout => "header_timeout",
-            CloseReason::TlsHandshake => "tls_handshake",
-            CloseReason::Evicted => "evicted",
-            CloseReason::Refused => "refused",
-        }
+/// Sets `TCP_NODELAY` on an accepted connection. Without it, the last small segment of a large
+/// response (the live self metrics after the cached exposition) could wait for the client's
+/// delayed ACK, up to 40 ms: measured as a /metrics p99 of 33 ms against a median of 3 ms, with
+/// nginx (which sets it) at 8 ms for the same bytes.
+pub fn set_no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
     }
-
-    /// Every reason, for pre-initialising the counter.
-    pub const ALL: [CloseReason; 4] = [
-        CloseReason::HeaderTimeout,
-        CloseReason::TlsHandshake,
-        CloseReason::Evicted,
-        CloseReason::Refused,
-    ];
 }
 
-/// Accepts one connection and sets `TCP_NODELAY` on it (see [`crate::server::set_no_delay`]).
+/// A plain listener whose connections get [`set_no_delay`].
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream| set_no_delay(stream))
+}
+
+/// Accepts one connection and sets `TCP_NODELAY` on it (see [`set_no_delay`]).
 pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
     let (stream, peer) = listener.accept().await?;
-    crate::server::set_no_delay(&stream);
+    set_no_delay(&stream);
     Ok((stream, peer))
 }
 
@@ -412,6 +397,29 @@ mod tests {
         let (accepted, _client) = tokio::join!(accept(&tcp), TcpStream::connect(addr));
         let (stream, _) = accepted.expect("accept");
         assert!(stream.nodelay().expect("nodelay"));
+    }
+
+    #[tokio::test]
+    async fn the_no_delay_listener_sets_tcp_nodelay() {
+        use axum::serve::Listener;
+        for wrapped in [false, true] {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = tcp.local_addr().expect("addr");
+            let client = tokio::net::TcpStream::connect(addr);
+            let nodelay = if wrapped {
+                let mut listener = no_delay(tcp);
+                let ((stream, _), _client) = tokio::join!(listener.accept(), client);
+                stream.nodelay()
+            } else {
+                let mut listener = tcp;
+                let ((stream, _), _client) = tokio::join!(Listener::accept(&mut listener), client);
+                stream.nodelay()
+            };
+            // Off by default, which is why the listener needs the wrapper.
+            assert_eq!(nodelay.expect("nodelay"), wrapped);
+        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Serving with `--web.config.file`: the live [`WebConfigHandle`], a watcher that reloads the file
-//! (and the certificates it names) when they change, so the TLS handshakes of [`crate::serve`]
+//! (and the certificates it names) when they change, so the TLS handshakes of the connection loop
 //! use the current certificate and cert-manager rotations need no restart.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::self_metrics::SelfMetrics;
-use crate::web_config::{self, WebConfig};
+use crate::http::web_config::{self, WebConfig};
+use crate::telemetry::SelfMetrics;
 
 /// The web config in force, swapped atomically on reload.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The exporter's own metrics: sweep results, API requests, errors, retries, latency, build info
+//! The exporter's own metrics, the lowest layer (every other one counts into it): sweep results, API requests, errors, retries, latency, build info
 //! and process metrics. They live in one explicit [`prometheus::Registry`] created in `run` and are
 //! rendered at every scrape, so they stay live between sweeps.
 
@@ -10,12 +10,98 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::error::{ApiError, ErrorKind};
-
 /// Endpoint label of `GET /v3/chats`.
 pub const CHATS_ENDPOINT: &str = "/v3/chats";
 /// Endpoint label of `GET /v3/phone_numbers`.
 pub const PHONE_NUMBERS_ENDPOINT: &str = "/v3/phone_numbers";
+
+/// The `kind` label of `linq_api_errors_total` and `linq_poll_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The API answered with a non-success HTTP status.
+    Http,
+    /// A request, or a whole sweep, ran past its deadline.
+    Timeout,
+    /// Connecting failed, or the connection dropped mid-response.
+    Connect,
+    /// The body was not the expected JSON shape.
+    Decode,
+    /// The cursor chain repeated itself.
+    Pagination,
+    /// The API key file could not be read or was empty.
+    KeyFile,
+    /// A response body exceeded `--linq.max-response-size`.
+    TooLarge,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Http => "http",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Pagination => "pagination",
+            ErrorKind::KeyFile => "key_file",
+            ErrorKind::TooLarge => "too_large",
+        }
+    }
+
+    /// Every kind, for pre-initialising counters.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Http,
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Decode,
+        ErrorKind::Pagination,
+        ErrorKind::KeyFile,
+        ErrorKind::TooLarge,
+    ];
+}
+
+/// A failed request as the error counters label it (implemented by the API's typed error).
+pub trait CountedError: std::fmt::Display {
+    /// The `kind` label.
+    fn kind(&self) -> ErrorKind;
+    /// The HTTP status, when there was a response.
+    fn status(&self) -> Option<u16>;
+    /// Linq's error code, when the body carried one.
+    fn code(&self) -> Option<i64>;
+}
+
+/// Why a connection was closed by the server (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No complete request headers within the timeout (or idle past it between requests).
+    HeaderTimeout,
+    /// The TLS handshake failed or ran past the timeout.
+    TlsHandshake,
+    /// Closed to make room for a new connection at `--web.max-connections`.
+    Evicted,
+    /// Refused at `--web.max-connections`: every connection was serving a request.
+    Refused,
+}
+
+impl CloseReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::TlsHandshake => "tls_handshake",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Refused => "refused",
+        }
+    }
+
+    /// Every reason, for pre-initialising the counter.
+    pub const ALL: [CloseReason; 4] = [
+        CloseReason::HeaderTimeout,
+        CloseReason::TlsHandshake,
+        CloseReason::Evicted,
+        CloseReason::Refused,
+    ];
+}
 
 /// One recent API error, for the status page.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,14 +372,14 @@ impl SelfMetrics {
     pub fn init_connection_metrics(&self, listener: &str) {
         self.http_connections.with_label_values(&[listener]).set(0);
         self.http_accept_errors.with_label_values(&[listener]);
-        for reason in crate::serve::CloseReason::ALL {
+        for reason in CloseReason::ALL {
             self.http_connections_closed
                 .with_label_values(&[listener, reason.as_str()]);
         }
     }
 
     /// Counts a connection closed at a bound.
-    pub fn connection_closed(&self, listener: &str, reason: crate::serve::CloseReason) {
+    pub fn connection_closed(&self, listener: &str, reason: CloseReason) {
         self.http_connections_closed
             .with_label_values(&[listener, reason.as_str()])
             .inc();
@@ -312,7 +398,7 @@ impl SelfMetrics {
     }
 
     /// Counts a failed request attempt.
-    pub fn api_error(&self, endpoint: &'static str, err: &ApiError) {
+    pub fn api_error(&self, endpoint: &'static str, err: &impl CountedError) {
         let status = err.status().map(|s| s.to_string()).unwrap_or_default();
         let code = err.code().map(|c| c.to_string()).unwrap_or_default();
         self.count_error(endpoint, err.kind(), &status, &code, err.to_string());

@@ -4,50 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The `kind` label of `linq_api_errors_total` and `linq_poll_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The API answered with a non-success HTTP status.
-    Http,
-    /// A request, or a whole sweep, ran past its deadline.
-    Timeout,
-    /// Connecting failed, or the connection dropped mid-response.
-    Connect,
-    /// The body was not the expected JSON shape.
-    Decode,
-    /// The cursor chain repeated itself.
-    Pagination,
-    /// The API key file could not be read or was empty.
-    KeyFile,
-    /// A response body exceeded `--linq.max-response-size`.
-    TooLarge,
-}
-
-impl ErrorKind {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Http => "http",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Decode => "decode",
-            ErrorKind::Pagination => "pagination",
-            ErrorKind::KeyFile => "key_file",
-            ErrorKind::TooLarge => "too_large",
-        }
-    }
-
-    /// Every kind, for pre-initialising counters.
-    pub const ALL: [ErrorKind; 7] = [
-        ErrorKind::Http,
-        ErrorKind::Timeout,
-        ErrorKind::Connect,
-        ErrorKind::Decode,
-        ErrorKind::Pagination,
-        ErrorKind::KeyFile,
-        ErrorKind::TooLarge,
-    ];
-}
+use crate::telemetry::CountedError;
+pub use crate::telemetry::ErrorKind;
 
 /// A failed API request (after any retries). Messages never contain the API key.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -129,6 +87,18 @@ impl ApiError {
             ApiError::Http { code, .. } => *code,
             _ => None,
         }
+    }
+}
+
+impl CountedError for ApiError {
+    fn kind(&self) -> ErrorKind {
+        ApiError::kind(self)
+    }
+    fn status(&self) -> Option<u16> {
+        ApiError::status(self)
+    }
+    fn code(&self) -> Option<i64> {
+        ApiError::code(self)
     }
 }
 

@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
-use crate::config::ChatMetrics;
-use crate::snapshot::{ChatRecord, Snapshot, SCORE_BUCKETS};
+use crate::metrics::snapshot::ChatMetrics;
+use crate::metrics::snapshot::{ChatRecord, Snapshot, SCORE_BUCKETS};
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -547,12 +547,12 @@ impl Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::decode_chats_page;
-    use crate::snapshot::SnapshotBuilder;
+    use crate::api::decode::decode_chats_page;
+    use crate::metrics::snapshot::SnapshotBuilder;
     use std::io::Read;
 
     fn snapshot() -> Snapshot {
-        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+        let page = decode_chats_page(include_bytes!("../../tests/fixtures/chats_page_full.json"))
             .expect("fixture");
         let mut b = SnapshotBuilder::new(true);
         for c in &page.chats {
@@ -563,7 +563,7 @@ mod tests {
 
     /// `n` chats that differ only in their ids: large renders from a one-chat fixture.
     fn copies_of_one_chat(n: usize) -> Snapshot {
-        let page = decode_chats_page(include_bytes!("../tests/fixtures/chats_page_full.json"))
+        let page = decode_chats_page(include_bytes!("../../tests/fixtures/chats_page_full.json"))
             .expect("fixture");
         let mut b = SnapshotBuilder::new(false);
         let mut chat = page.chats.into_iter().next().expect("a chat");

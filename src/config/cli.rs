@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{
-    parse_duration, ByteSize, ChatMetrics, ListenAddress, LogFormat, PageSize, TelemetryPath,
+use crate::config::values::{
+    parse_duration, ByteSize, ListenAddress, LogFormat, PageSize, TelemetryPath,
 };
+use crate::metrics::snapshot::ChatMetrics;
 
 /// Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business conversations.
 #[derive(Debug, Parser)]

@@ -3,6 +3,8 @@
 //! and `x-should-retry`), an optional client-side request rate limit, and a count of every
 //! response, failed attempt and retry in the self metrics.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +13,50 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, USER_AGENT};
 use tokio::time::Instant;
 
-use crate::config::{RetryPolicy, Secret};
-use crate::error::ApiError;
-use crate::models;
-use crate::self_metrics::SelfMetrics;
+use crate::api::error::ApiError;
+use crate::api::models;
+use crate::telemetry::SelfMetrics;
+
+/// A secret string whose `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the API key comes from.
+#[derive(Debug, Clone)]
+pub enum ApiKeySource {
+    /// Given directly.
+    Value(Secret),
+    /// Read from this file at every sweep.
+    File(PathBuf),
+}
+
+/// Retry policy for API requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries per request after the first attempt.
+    pub max_retries: u32,
+    /// Base of the exponential backoff.
+    pub base: Duration,
+    /// Cap on one wait.
+    pub cap: Duration,
+}
 
 /// Spaces requests evenly, across every caller sharing it.
 #[derive(Debug)]

@@ -10,17 +10,17 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::client::LinqClient;
+use crate::api::client::LinqClient;
+use crate::api::decode::decode_chats_page;
+use crate::api::error::{ApiError, ErrorKind, SweepError};
+use crate::api::models::PhoneNumbersPage;
+use crate::api::pagination::CursorWalk;
 use crate::config::{ApiKeySource, Secret};
-use crate::cpu::CpuThread;
-use crate::error::{ApiError, ErrorKind, SweepError};
-use crate::exposition::{render_snapshot, RenderOptions};
-use crate::models::decode_chats_page;
-use crate::models::PhoneNumbersPage;
-use crate::pagination::CursorWalk;
-use crate::self_metrics::{CHATS_ENDPOINT, PHONE_NUMBERS_ENDPOINT};
-use crate::snapshot::{Snapshot, SnapshotBuilder};
-use crate::state::{AppState, LastSweep, Published};
+use crate::metrics::exposition::{render_snapshot, RenderOptions};
+use crate::metrics::snapshot::{Snapshot, SnapshotBuilder};
+use crate::sweep::cpu::CpuThread;
+use crate::sweep::state::{AppState, LastSweep, Published};
+use crate::telemetry::{CHATS_ENDPOINT, PHONE_NUMBERS_ENDPOINT};
 
 /// What the poller needs beyond the client.
 #[derive(Debug, Clone)]

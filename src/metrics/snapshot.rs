@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::models::Chat;
+use crate::api::models::Chat;
 
 /// The upper bounds of the `linq_chats_by_health_score` buckets.
 pub const SCORE_BUCKETS: [u32; 10] = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
@@ -194,6 +195,29 @@ impl ChatRecord {
                 self.status(),
                 Some(Label::AT_RISK | Label::CRITICAL | Label::OPTED_OUT)
             )
+    }
+}
+
+/// Which chats get per-chat series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatMetrics {
+    /// Every chat.
+    All,
+    /// Only chats scoring below the unhealthy threshold or AT_RISK, CRITICAL or OPTED_OUT.
+    Unhealthy,
+    /// No per-chat series, aggregates only.
+    None,
+}
+
+impl FromStr for ChatMetrics {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "unhealthy" => Ok(Self::Unhealthy),
+            "none" => Ok(Self::None),
+            _ => Err(format!("{s:?} is not one of all, unhealthy, none")),
+        }
     }
 }
 
@@ -571,11 +595,10 @@ impl Snapshot {
     /// returns them in id order and how many eligible chats the cap dropped.
     pub fn chats_for_series(
         &self,
-        mode: crate::config::ChatMetrics,
+        mode: ChatMetrics,
         unhealthy_score: f64,
         max: Option<usize>,
     ) -> (Vec<&ChatRecord>, usize) {
-        use crate::config::ChatMetrics;
         let mut selected: Vec<&ChatRecord> = match mode {
             ChatMetrics::None => return (Vec::new(), 0),
             ChatMetrics::All => self.chats.iter().collect(),
@@ -707,10 +730,10 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ChatMetrics;
-    use crate::models::decode_chats_page;
+    use crate::api::decode::decode_chats_page;
+    use ChatMetrics;
 
-    const FULL: &str = include_str!("../tests/fixtures/chats_page_full.json");
+    const FULL: &str = include_str!("../../tests/fixtures/chats_page_full.json");
 
     fn build(walk_from: Option<&str>) -> Snapshot {
         let page = decode_chats_page(FULL.as_bytes()).expect("fixture");
