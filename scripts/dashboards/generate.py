@@ -538,7 +538,8 @@ def chats_dashboard():
             "predate it); the service filter does not apply.",
             [target(f"linq_phone_number_reputation{{{NUM}}} * on (job, instance, phone_number) "
                     f"group_left (line_type) linq_phone_number_info{{{NUM}}} "
-                    f"or linq_phone_number_reputation{{{NUM}}}", instant=True, fmt="table")],
+                    f"or on (job, instance, phone_number) linq_phone_number_reputation{{{NUM}}}",
+                    instant=True, fmt="table")],
             w=8, h=8, pid=29,
             overrides=[{
                 "matcher": {"id": "byName", "options": "Reputation"},

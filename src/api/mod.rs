@@ -2,8 +2,8 @@
 //! models, the fast page decoder, the cursor walk as a pure state machine, and the typed errors
 //! whose variants become the `kind` label of the error counters.
 
-pub mod client;
+pub(crate) mod client;
 pub mod decode;
-pub mod error;
+pub(crate) mod error;
 pub mod models;
 pub mod pagination;

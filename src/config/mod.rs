@@ -2,8 +2,8 @@
 //! built from [`Cli`] with cross-flag checks. Nothing here does I/O.
 
 pub mod cli;
-pub mod simulator;
-pub mod values;
+mod simulator;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

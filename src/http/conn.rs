@@ -36,15 +36,15 @@ use crate::telemetry::{CloseReason, SelfMetrics};
 /// The largest request head (request line and headers) read, in bytes; hyper's floor is 8 KiB.
 /// Prometheus and kubelet requests are a few hundred bytes; this bounds what a client can make
 /// the server buffer per connection.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The most request headers accepted.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// How long shutdown waits for open connections to finish.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a listener serves.
 #[derive(Debug, Clone)]
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     /// `--web.read-header-timeout`: headers, TLS handshake and idle keep-alive bound.
     pub read_header_timeout: Duration,
     /// `--web.max-connections`.
@@ -55,7 +55,7 @@ pub struct ServeOptions {
 
 /// Plain TCP, or TLS with the certificate in force when each connection arrives.
 #[derive(Debug, Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Plain HTTP.
     Plain,
     /// HTTPS from `--web.config.file`.
@@ -66,14 +66,14 @@ pub enum Transport {
 /// response (the live self metrics after the cached exposition) could wait for the client's
 /// delayed ACK, up to 40 ms: measured as a /metrics p99 of 33 ms against a median of 3 ms, with
 /// nginx (which sets it) at 8 ms for the same bytes.
-pub fn set_no_delay(stream: &tokio::net::TcpStream) {
+pub(crate) fn set_no_delay(stream: &tokio::net::TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
     }
 }
 
 /// A plain listener whose connections get [`set_no_delay`].
-pub fn no_delay(
+pub(crate) fn no_delay(
     listener: tokio::net::TcpListener,
 ) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
     use axum::serve::ListenerExt;
@@ -81,7 +81,7 @@ pub fn no_delay(
 }
 
 /// Accepts one connection and sets `TCP_NODELAY` on it (see [`set_no_delay`]).
-pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+pub(crate) async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
     let (stream, peer) = listener.accept().await?;
     set_no_delay(&stream);
     Ok((stream, peer))
@@ -172,7 +172,7 @@ impl Tracker {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains (see the module docs).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     transport: Transport,
     app: Router,

@@ -4,5 +4,5 @@
 pub mod conn;
 pub mod router;
 pub mod status_page;
-pub mod tls;
+pub(crate) mod tls;
 pub mod web_config;

@@ -34,7 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Only `/healthz` and `/readyz`, for a separate plain-HTTP probe listener
 /// (`--web.probe-listen-address`) when TLS with client certificates is on.
-pub fn probe_router(state: Arc<AppState>) -> Router {
+pub(crate) fn probe_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -42,7 +42,7 @@ pub fn probe_router(state: Arc<AppState>) -> Router {
 }
 
 /// Applies `--web.config.file`: basic auth on every path but the probes, and extra headers.
-pub fn with_web_config(router: Router, web: WebConfigHandle) -> Router {
+pub(crate) fn with_web_config(router: Router, web: WebConfigHandle) -> Router {
     router.layer(axum::middleware::from_fn_with_state(web, web_guard))
 }
 
@@ -86,7 +86,7 @@ async fn web_guard(State(web): State<WebConfigHandle>, req: Request, next: Next)
 }
 
 /// Whether `Accept-Encoding` admits gzip (`gzip`, `x-gzip` or `*`, with a non-zero q).
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT_ENCODING)
         .iter()

@@ -24,7 +24,7 @@ use crate::telemetry::{CHATS_ENDPOINT, PHONE_NUMBERS_ENDPOINT};
 
 /// What the poller needs beyond the client.
 #[derive(Debug, Clone)]
-pub struct PollerOptions {
+pub(crate) struct PollerOptions {
     /// Where the key comes from.
     pub key: ApiKeySource,
     /// Numbers to walk (`from`); empty for one unfiltered walk.
@@ -49,7 +49,7 @@ pub struct PollerOptions {
 
 /// One of the account's numbers, as `GET /v3/phone_numbers` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct Line {
     /// E.164 number.
     pub number: String,
     /// Reputation status, when the API gives one.
@@ -62,11 +62,11 @@ pub struct Line {
 /// chats, on nobody's critical path), so scrapes served meanwhile go first; decoding stays at
 /// normal priority because it paces the sweep. Under wrk's load this took the /metrics p99
 /// during back-to-back sweeps from about 1.5x idle to about 1.4x (docs/benchmarks.md).
-pub const RENDER_NICE: i32 = 10;
+pub(crate) const RENDER_NICE: i32 = 10;
 
 /// Sweeps and publishes.
 #[derive(Debug, Clone)]
-pub struct Poller {
+pub(crate) struct Poller {
     client: Arc<LinqClient>,
     opts: Arc<PollerOptions>,
     state: Arc<AppState>,
@@ -550,7 +550,7 @@ impl Walk<'_> {
 /// (see [`peek_next_cursor`]). The sequential walk follows exactly that cursor after such a page
 /// (unless it repeats one, which the caller checks), and anything else (an empty page, a null
 /// cursor, another layout) gives `None`: no prefetch.
-pub fn prefetch_cursor(body: &[u8]) -> Option<String> {
+pub(crate) fn prefetch_cursor(body: &[u8]) -> Option<String> {
     let rest = body
         .trim_ascii_start()
         .strip_prefix(b"{")?
