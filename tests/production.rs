@@ -29,6 +29,33 @@ fn page_of(p: usize, pages: usize) -> Reply {
 
 const ME: &str = "+14155551234";
 
+/// Log lines captured from a tracing subscriber.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[tokio::test]
 async fn sweeps_longer_than_the_interval_complete_publish_and_stay_ready() {
     // 30 pages at 150 ms each (a 4.5 s sweep) against a 1 s interval, default flags otherwise.
@@ -40,6 +67,14 @@ async fn sweeps_longer_than_the_interval_complete_publish_and_stay_ready() {
             vec![page_of(p, 30).delay(Duration::from_millis(150))],
         );
     }
+    // The test runtime is single-threaded, so a thread-local subscriber sees the poller's logs.
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let exp = Exporter::start(&api, &["--linq.poll-interval", "1s"]).await;
     let first = exp
         .wait_for(Duration::from_secs(30), |m| {
@@ -68,6 +103,20 @@ async fn sweeps_longer_than_the_interval_complete_publish_and_stay_ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(readyz_checks > 20, "{readyz_checks}");
+    // Sweeps outrun the interval: said once, not once per sweep, with the flags that help.
+    let text = logs.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("sweeps take longer than --linq.poll-interval"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("--linq.discover-numbers")
+            && warnings[0].contains("--linq.concurrency")
+            && warnings[0].contains("--linq.from"),
+        "{}",
+        warnings[0]
+    );
     exp.stop().await;
 }
 
