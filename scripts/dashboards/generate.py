@@ -107,6 +107,43 @@ def line_type_code(selector):
     return "max by (phone_number) (" + " or ".join(parts) + ")"
 
 
+# Line status from Linq's phone_number.status_updated webhooks (linq_phone_number_status{status}),
+# as a number for the state timeline: worse is higher, so max() over several receivers picks the
+# worst. Statuses Linq may add are exported as sent; they show as "other" here and by name in the
+# "Line status now" table. A line without a status event has no series: unknown, never ACTIVE.
+LINE_STATUS_CODES = (("ACTIVE", 0, "green"), ("FLAGGED", 3, "red"))
+LINE_STATUS_OTHER = (1, "blue")
+LINE_STATUS_MAPPINGS = [{
+    "options": {
+        **{str(code): {"color": color, "index": i, "text": status}
+           for i, (status, code, color) in enumerate(LINE_STATUS_CODES)},
+        str(LINE_STATUS_OTHER[0]): {"color": LINE_STATUS_OTHER[1],
+                                    "index": len(LINE_STATUS_CODES), "text": "other"},
+    },
+    "type": "value",
+}]
+
+
+def line_status_code(selector):
+    """max by (phone_number) of the numeric line status of the numbers selector selects."""
+    known = "|".join(status for status, _, _ in LINE_STATUS_CODES)
+    parts = [f'{code} * linq_phone_number_status{{{selector}, status="{status}"}}'
+             for status, code, _ in LINE_STATUS_CODES]
+    parts.append(f'{LINE_STATUS_OTHER[0]} * linq_phone_number_status{{{selector}, '
+                 f'status!~"{known}"}}')
+    return "max by (phone_number) (" + " or ".join(parts) + ")"
+
+
+# Message events (linq_message_events_total{event}) in the colours the delivery panels share.
+MESSAGE_EVENT_COLORS = {
+    "sent": "blue",
+    "delivered": "green",
+    "read": "purple",
+    "received": "text",
+    "failed": "red",
+}
+
+
 def green_only():
     return {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
 
@@ -564,6 +601,83 @@ def chats_dashboard():
                      [target(reputation_code(NUM), legend="{{phone_number}}")],
                      w=16, h=8, mappings=REPUTATION_MAPPINGS, min_=0, max_=3, pid=30)
 
+    # Added after the first release: explicit ids above the highest existing one (31).
+    rate = "$__rate_interval"
+    receiver_note = (" Empty while the exporter's webhook receiver is off "
+                     "(--webhook.listen-address, see docs/webhooks.md).")
+    d.row("Message delivery", pid=32)
+    d.timeseries("Message events by kind", "Message events per second from Linq's signed "
+                 "webhooks, by kind: sent, received, delivered, read, failed "
+                 "(linq_message_events_total; an event Linq retries is counted once)."
+                 + receiver_note,
+                 [target(f"sum by (event) (rate(linq_message_events_total{{{SVC}}}[{rate}]))",
+                         legend="{{event}}")],
+                 w=10, unit="cps", pid=33,
+                 overrides=[color_override(k, v) for k, v in MESSAGE_EVENT_COLORS.items()])
+    d.timeseries("Delivery ratio per number", "Messages delivered ÷ messages sent, per number "
+                 "(message.delivered and message.sent webhooks). Deliveries lag their sends, so "
+                 "short windows can read above 100%; a falling ratio means messages stop "
+                 "reaching handsets." + receiver_note,
+                 [target(f'sum by (phone_number) (rate(linq_message_events_total{{{SVC}, '
+                         f'event="delivered"}}[{rate}])) / sum by (phone_number) '
+                         f'(rate(linq_message_events_total{{{SVC}, event="sent"}}[{rate}]))',
+                         legend="{{phone_number}}")],
+                 w=10, unit="percentunit", pid=34)
+    d.stat("Since last webhook event", "Time since the receiver last verified an event from "
+           "Linq (linq_webhook_last_event_timestamp_seconds), per exporter. No value until the "
+           "first event after a start. LinqWebhooksSilent fires after an hour without events."
+           + receiver_note,
+           [target(f"time() - (linq_webhook_last_event_timestamp_seconds{{{EXP}}} > 0)",
+                   legend="{{instance}}")],
+           w=4, h=8, unit="s", pid=35,
+           thresholds=steps(("green", None), ("orange", 900), ("red", 3600)))
+    d.timeseries("Failures by error code", "message.failed events per second by Linq's error "
+                 "code (linq_message_failures_total), across the selected numbers and services. "
+                 "The code says why: look it up in Linq's error reference." + receiver_note,
+                 [target(f"sum by (error_code) (rate(linq_message_failures_total{{{SVC}}}"
+                         f"[{rate}]))", legend="code {{error_code}}")],
+                 unit="cps", pid=36)
+    d.timeseries("Failure ratio per number", "Messages failed ÷ messages sent, per number. "
+                 "LinqMessageFailuresHigh fires when this exceeds 5% over 15 minutes with at "
+                 "least 20 messages sent in them, for 5 minutes." + receiver_note,
+                 [target(f'sum by (phone_number) (rate(linq_message_events_total{{{SVC}, '
+                         f'event="failed"}}[{rate}])) / sum by (phone_number) '
+                         f'(rate(linq_message_events_total{{{SVC}, event="sent"}}[{rate}]))',
+                         legend="{{phone_number}}")],
+                 unit="percentunit", thresholds=steps(("green", None), ("red", 0.05)),
+                 threshold_style="line", pid=37)
+    d.table("Line status now", "Each number's line status from Linq's "
+            "phone_number.status_updated webhooks (linq_phone_number_status): ACTIVE, FLAGGED, "
+            "or a newer status as sent. A number that is not listed has no known status: the "
+            "receiver has seen no status event for it since the exporter started (it is never "
+            "assumed ACTIVE). LinqLineFlagged fires for a FLAGGED line. The service filter does "
+            "not apply." + receiver_note,
+            [target(f"linq_phone_number_status{{{NUM}}}", instant=True, fmt="table")],
+            w=8, h=8, pid=38,
+            overrides=[{
+                "matcher": {"id": "byName", "options": "Status"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                    {"id": "mappings", "value": [{
+                        "options": {status: {"color": color, "index": i}
+                                    for i, (status, _, color) in enumerate(LINE_STATUS_CODES)},
+                        "type": "value"}]},
+                ],
+            }],
+            transformations=[{"id": "organize", "options": {
+                "excludeByName": {"Time": True, "job": True, "__name__": True, "Value": True},
+                "indexByName": {"phone_number": 0, "status": 1, "instance": 2},
+                "renameByName": {"phone_number": "Number", "status": "Status",
+                                 "instance": "Exporter"},
+            }}],
+            sort_by=[{"desc": False, "displayName": "Number"}])
+    d.state_timeline("Line status over time", "Each number's line status over time (the worst "
+                     "one when several exporters report it); gaps are times without a known "
+                     "status. 'other' is a status newer than ACTIVE / FLAGGED; the table on the "
+                     "left names it." + receiver_note,
+                     [target(line_status_code(NUM), legend="{{phone_number}}")],
+                     w=16, h=8, mappings=LINE_STATUS_MAPPINGS, min_=0, max_=3, pid=39)
+
     d.row("Health over time")
     d.timeseries("Chats by health status over time", "Chats per Linq health status over time."
                  + per_number_note,
@@ -938,6 +1052,55 @@ def exporter_dashboard():
                      "properties": [{"id": "unit", "value": "reqps"},
                                     {"id": "custom.axisPlacement", "value": "right"}],
                  }])
+
+    # Added after the first release: explicit ids above the highest existing one (32).
+    receiver_note = (" Empty while the webhook receiver is off (--webhook.listen-address, see "
+                     "docs/webhooks.md).")
+    d.row("Webhook receiver", pid=33)
+    d.timeseries("Webhook events by type", "Verified webhook events per second by Linq event "
+                 "type (linq_webhook_events_total), each event id counted once however often "
+                 "Linq retries it." + receiver_note,
+                 [target(f"sum by (event_type) (rate(linq_webhook_events_total{{{EXP}}}"
+                         f"[{rate}]))", legend="{{event_type}}")],
+                 w=8, unit="cps", pid=34)
+    d.timeseries("Webhook rejections by reason", "Webhook requests refused or ignored per "
+                 "second, by reason: signature (401, missing or wrong signature: a wrong "
+                 "secret, or forged requests), timestamp (401, older or newer than "
+                 "--webhook.max-age), duplicate (answered 2xx, not counted again: Linq's "
+                 "retries), malformed (400, signed but not a JSON envelope), too_large (413, over "
+                 "1 MiB), timeout (408, body not received in time). LinqWebhookSignatureFailures fires after 10 minutes of signature "
+                 "rejections." + receiver_note,
+                 [target(f"sum by (reason) (rate(linq_webhook_rejected_total{{{EXP}}}[{rate}]))",
+                         legend="{{reason}}")],
+                 w=8, unit="reqps", pid=35,
+                 overrides=[color_override("signature", "red"),
+                            color_override("timestamp", "orange"),
+                            color_override("duplicate", "text"),
+                            color_override("malformed", "purple"),
+                            color_override("too_large", "yellow"),
+                            color_override("timeout", "blue")])
+    d.timeseries("Time since last webhook event", "Time since each receiver last verified an "
+                 "event (linq_webhook_last_event_timestamp_seconds; no value before the first "
+                 "event after a start). LinqWebhooksSilent fires above an hour (red line)."
+                 + receiver_note,
+                 [target(f"time() - (linq_webhook_last_event_timestamp_seconds{{{EXP}}} > 0)",
+                         legend="{{instance}}")],
+                 w=5, unit="s", thresholds=steps(("green", None), ("red", 3600)),
+                 threshold_style="line", pid=36)
+    d.stat("Capped and forgotten", "Over the dashboard's time range: label values of the "
+           "webhook metrics replaced by 'other' because a cardinality cap was hit (capped, "
+           "linq_webhook_labels_capped_total; its label says which), and event ids the "
+           "duplicate filter forgot before their 35 minutes to stay within its memory bound "
+           "(forgotten, linq_webhook_dedupe_evictions_total; a retry of one would be counted "
+           "twice). Both stay 0 normally." + receiver_note,
+           [target(f"sum(increase(linq_webhook_labels_capped_total{{{EXP}}}[$__range])) "
+                   f"or 0 * sum(linq_webhook_last_event_timestamp_seconds{{{EXP}}})",
+                   legend="capped", instant=True),
+            target(f"sum(increase(linq_webhook_dedupe_evictions_total{{{EXP}}}[$__range])) "
+                   f"or 0 * sum(linq_webhook_last_event_timestamp_seconds{{{EXP}}})",
+                   legend="forgotten", ref="B", instant=True)],
+           w=3, h=8, graph=False, pid=37,
+           thresholds=steps(("green", None), ("orange", 1)))
 
     d.row("Process")
     d.timeseries("Memory", "Resident and virtual memory of the exporter process.",
