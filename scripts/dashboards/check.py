@@ -46,6 +46,10 @@ GRAFANA_ALERT_UIDS = {
     "LinqChatHealthScoreLow": "linq-chat-health-score-low",
     "LinqChatsAtRiskHigh": "linq-chats-at-risk-high",
     "LinqLineReputationCritical": "linq-line-reputation-critical",
+    "LinqMessageFailuresHigh": "linq-message-failures-high",
+    "LinqWebhookSignatureFailures": "linq-webhook-signature-failures",
+    "LinqWebhooksSilent": "linq-webhooks-silent",
+    "LinqLineFlagged": "linq-line-flagged",
 }
 ALERTS = "deploy/prometheus/alerts.yaml"
 RECORDING_RULES = "deploy/prometheus/recording-rules.yaml"
