@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-pub use crate::config::SimConfig;
+pub use crate::config::{SimConfig, DEMO_WEBHOOK_SECRET};
 
 /// `count` distinct E.164 numbers for a simulated account.
 pub fn numbers(count: usize) -> Vec<String> {
@@ -370,6 +370,155 @@ pub fn router(cfg: &SimConfig) -> Router {
         .route("/v3/chats", get(list_chats))
         .route("/v3/phone_numbers", get(list_phone_numbers))
         .with_state(sim)
+}
+
+/// Sends the receiver at `url` signed webhook events about the simulated account, as Linq
+/// does (both header sets), about 20 a second: mostly message sent, delivered and read, some
+/// received, about 2 % failed (codes 3007 and 4001), some participant and chat events, each
+/// line's status at the start (the last line FLAGGED) and every few minutes, and now and then a
+/// forged, a stale and a replayed request so the rejection counters move.
+pub fn spawn_webhook_sender(
+    cfg: &SimConfig,
+    url: String,
+    secret: String,
+) -> tokio::task::JoinHandle<()> {
+    let sim = generate(cfg);
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .danger_accept_invalid_certs(true)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "demo webhook sender could not start");
+                return;
+            }
+        };
+        let mut ticker = tokio::time::interval(Duration::from_millis(50));
+        let mut last: Option<Delivery> = None;
+        for n in 0u64.. {
+            ticker.tick().await;
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            // A replay of the previous delivery, byte for byte: counted once.
+            if n % 150 == 149 {
+                if let Some((headers, body)) = &last {
+                    post(&client, &url, headers, body.clone()).await;
+                    continue;
+                }
+            }
+            let (event_type, data) = demo_event(&sim, n);
+            let id = format!("evt_{:016x}", mix(n ^ 0xE7E7));
+            let body = json!({
+                "api_version": "v3", "webhook_version": "2026-02-03", "event_type": event_type,
+                "event_id": id, "created_at": chrono::Utc::now().to_rfc3339(),
+                "trace_id": format!("{:032x}", mix(n)), "partner_id": "demo-partner", "data": data,
+            })
+            .to_string()
+            .into_bytes();
+            let (signing_secret, ts) = match n % 500 {
+                // A forged request (signed with another secret).
+                199 => ("whsec_Zm9yZ2VkLXNlY3JldA==", now),
+                // A stale one (an old capture replayed).
+                399 => (secret.as_str(), now - 3600),
+                _ => (secret.as_str(), now),
+            };
+            let headers =
+                crate::webhook::verify::sign_both(signing_secret, &format!("msg_{id}"), ts, &body);
+            post(&client, &url, &headers, body.clone()).await;
+            last = Some((headers, body));
+        }
+    })
+}
+
+/// A signed request: its headers and body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+async fn post(client: &reqwest::Client, url: &str, headers: &[(String, String)], body: Vec<u8>) {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    if let Err(e) = req.send().await {
+        tracing::debug!(error = %e, "demo webhook delivery failed");
+    }
+}
+
+/// The `n`th demo event: (event_type, data).
+fn demo_event(sim: &Sim, n: u64) -> (&'static str, Value) {
+    let numbers = &sim.cfg.numbers;
+    // Each line's status at the start and every 3,000 events (about 2.5 minutes).
+    let cycle = n % 3000;
+    if (cycle as usize) < numbers.len() {
+        let k = cycle as usize;
+        let flagged = k + 1 == numbers.len() && numbers.len() > 1;
+        return (
+            "phone_number.status_updated",
+            json!({
+                "phone_number": numbers[k],
+                "previous_status": "ACTIVE",
+                "new_status": if flagged { "FLAGGED" } else { "ACTIVE" },
+                "previous_reputation": "HEALTHY",
+                "new_reputation": if flagged { "CRITICAL" } else { "HEALTHY" },
+                "changed_at": chrono::Utc::now().to_rfc3339(),
+            }),
+        );
+    }
+    let Some(chat) = sim
+        .chats
+        .get((mix(n ^ 0xC4A7) % sim.chats.len().max(1) as u64) as usize)
+    else {
+        return ("chat.typing_indicator.started", json!({}));
+    };
+    let number = numbers.get(chat.number).cloned().unwrap_or_default();
+    let service = chat.service.unwrap_or("SMS");
+    let owner = json!({"handle": number, "id": format!("{}-me", chat.id), "is_me": true,
+        "service": service, "status": "active", "joined_at": "2026-01-15T10:30:00Z", "left_at": null});
+    let message = |direction: &str| {
+        json!({
+            "chat": {"id": chat.id, "is_group": chat.is_group, "owner_handle": owner},
+            "id": format!("msg-{:016x}", mix(n)), "direction": direction,
+            "sender_handle": owner, "parts": [{"type": "text", "value": "Hello from the demo"}],
+            "service": service, "sent_at": chrono::Utc::now().to_rfc3339(),
+        })
+    };
+    let x = unit(mix(n ^ 0x5EED_F00D));
+    match x {
+        x if x < 0.40 => ("message.sent", message("outbound")),
+        x if x < 0.70 => ("message.delivered", message("outbound")),
+        x if x < 0.86 => ("message.read", message("outbound")),
+        x if x < 0.955 => ("message.received", message("inbound")),
+        x if x < 0.975 => (
+            "message.failed",
+            json!({"chat_id": chat.id, "message_id": format!("msg-{:016x}", mix(n)),
+                "code": if n % 2 == 0 { 3007 } else { 4001 },
+                "reason": "Request expired before being processed",
+                "failed_at": chrono::Utc::now().to_rfc3339()}),
+        ),
+        x if x < 0.985 => (
+            "participant.added",
+            json!({"chat_id": chat.id, "handle": "+15550001234",
+                "participant": {"handle": "+15550001234", "is_me": false, "service": service, "status": "active"},
+                "added_at": chrono::Utc::now().to_rfc3339()}),
+        ),
+        x if x < 0.99 => (
+            "participant.removed",
+            json!({"chat_id": chat.id, "handle": "+15550001234",
+                "participant": {"handle": "+15550001234", "is_me": false, "service": service, "status": "removed"},
+                "removed_at": chrono::Utc::now().to_rfc3339()}),
+        ),
+        _ => (
+            "chat.created",
+            json!({"id": chat.id, "service": service, "is_group": chat.is_group,
+                "handles": [owner], "created_at": "2026-01-15T10:30:00Z", "updated_at": "2026-01-15T10:30:00Z"}),
+        ),
+    }
 }
 
 /// Serves the simulator on `listener` until the task is dropped; returns its base URL.

@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod sweep;
 pub mod telemetry;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +58,9 @@ pub enum RunError {
     /// `--web.config.file` is invalid.
     #[error(transparent)]
     WebConfig(#[from] web_config::WebConfigError),
+    /// The webhook receiver could not start (its secret, say).
+    #[error("webhook receiver: {0}")]
+    Webhook(#[from] webhook::receiver::ReceiverError),
     /// `--once`: the sweep failed.
     #[error("sweep failed: {0}")]
     Sweep(#[from] SweepError),
@@ -199,6 +203,55 @@ pub async fn run(
     }
 
     let tls_on = web.current().tls.is_some();
+    if let Some(w) = &config.webhook {
+        let receiver = webhook::receiver::Receiver::new(
+            &w.secret,
+            w.max_age,
+            config.read_header_timeout,
+            state.clone(),
+        )?;
+        receiver.spawn_upkeep(w.secret.clone());
+        let hooks = TcpListener::bind(w.listen_address).await?;
+        let scheme = if tls_on { "https" } else { "http" };
+        let url = format!("{scheme}://{}{}", hooks.local_addr()?, w.path);
+        tracing::info!(url = %url, "webhook receiver (POST only)");
+        // The web config's TLS applies here too; its basic auth never does (Linq cannot send it).
+        let transport = if tls_on {
+            serve::Transport::Tls(web.clone())
+        } else {
+            serve::Transport::Plain
+        };
+        let mut stop = stop_tx.subscribe();
+        let serving = serve::serve(
+            hooks,
+            transport,
+            webhook::receiver::router(receiver, &w.path),
+            serve_opts("webhook"),
+            state.metrics.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "webhook listener failed");
+            }
+        });
+        if let (Some(demo), webhook_secret) = (&config.demo, &w.secret) {
+            let secret = match webhook_secret {
+                config::WebhookSecret::Value(s) => s.expose().to_string(),
+                config::WebhookSecret::File(p) => std::fs::read_to_string(p)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
+            };
+            let sender = demo::spawn_webhook_sender(demo, url, secret);
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                sender.abort();
+            });
+        }
+    }
     tracing::info!(address = %listener.local_addr()?, path = %config.telemetry_path, version = VERSION, tls = tls_on, basic_auth = web.current().basic_auth.is_some(), "listening");
     let app = server::with_web_config(server::router(state.clone()), web.clone());
     let stop_on_shutdown = stop_tx.clone();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use linq_exporter::config::cli::{Cli, Command};
+use linq_exporter::config::cli::{Cli, Command, WebhookCommand};
 use linq_exporter::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -81,6 +81,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
+    if let Some(Command::Webhook { action }) = &cli.command {
+        return match webhook_command(&cli, action).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("linq-exporter webhook: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Simulate {
         listen,
         chats,
@@ -109,6 +118,55 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `webhook subscribe` and `webhook list`, against --linq.base-url with the API key flags.
+async fn webhook_command(cli: &Cli, action: &WebhookCommand) -> anyhow::Result<()> {
+    use linq_exporter::webhook::subscribe;
+    use std::io::Write;
+    let key = match (&cli.api_key, &cli.api_key_file) {
+        (Some(k), _) if !k.trim().is_empty() => k.trim().to_string(),
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --linq.api-key-file {path:?}"))?
+            .trim()
+            .to_string(),
+        _ => anyhow::bail!("no Linq API key: set --linq.api-key (env LINQ_API_V3_API_KEY) or --linq.api-key-file (env LINQ_API_V3_API_KEY_FILE)"),
+    };
+    let key = linq_exporter::config::Secret::new(key);
+    let base = cli.base_url.trim().trim_end_matches('/');
+    let mut out = std::io::stdout().lock();
+    match action {
+        WebhookCommand::Subscribe {
+            url,
+            events,
+            secret_file,
+        } => {
+            let s = subscribe::subscribe(base, &key, url, events, secret_file).await?;
+            writeln!(
+                out,
+                "created subscription {} for {} ({} events); signing secret written to {}",
+                s.id,
+                s.target_url,
+                s.subscribed_events.len(),
+                secret_file.display()
+            )?;
+        }
+        WebhookCommand::List => {
+            let subs = subscribe::list(base, &key).await?;
+            writeln!(out, "ID\tACTIVE\tTARGET URL\tEVENTS")?;
+            for s in subs {
+                let active = s.is_active.map_or("?", |a| if a { "yes" } else { "no" });
+                writeln!(
+                    out,
+                    "{}\t{active}\t{}\t{}",
+                    s.id,
+                    s.target_url,
+                    s.subscribed_events.join(",")
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Serves the simulated API until SIGINT or SIGTERM; prints its URL and key on stdout.

@@ -151,6 +151,10 @@ pub struct SelfMetrics {
     pub chat_series_dropped: IntGauge,
     /// `linq_exporter_web_config_reloads_total{result}`.
     pub web_config_reloads: IntCounterVec,
+    /// `linq_phone_number_reputation{phone_number,status}`: live, set by each sweep and at once by
+    /// a `phone_number.status_updated` webhook.
+    pub reputation: IntGaugeVec,
+    reputations_now: Mutex<std::collections::BTreeMap<String, String>>,
     /// `linq_exporter_http_connections{listener}`.
     pub http_connections: IntGaugeVec,
     /// `linq_exporter_http_connections_closed_total{listener,reason}`.
@@ -302,6 +306,16 @@ impl SelfMetrics {
                 &["result"],
             )?,
         )?;
+        let reputation = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "linq_phone_number_reputation",
+                    "1 for the current reputation status of each of the account's numbers (GET /v3/phone_numbers, beta; updated at once by phone_number.status_updated webhooks).",
+                ),
+                &["phone_number", "status"],
+            )?,
+        )?;
         let http_connections = register(
             r,
             IntGaugeVec::new(
@@ -361,11 +375,57 @@ impl SelfMetrics {
             series,
             chat_series_dropped,
             web_config_reloads,
+            reputation,
+            reputations_now: Mutex::new(std::collections::BTreeMap::new()),
             http_connections,
             http_connections_closed,
             http_accept_errors,
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         })
+    }
+
+    /// Replaces every line's reputation (a sweep's `GET /v3/phone_numbers`).
+    pub fn set_reputations<'a>(&self, lines: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut now = self
+            .reputations_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let next: std::collections::BTreeMap<String, String> = lines
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        for (number, status) in now.iter() {
+            if next.get(number) != Some(status) {
+                let _ = self.reputation.remove_label_values(&[number, status]);
+            }
+        }
+        for (number, status) in &next {
+            self.reputation.with_label_values(&[number, status]).set(1);
+        }
+        *now = next;
+    }
+
+    /// Sets one line's reputation (a `phone_number.status_updated` webhook).
+    pub fn set_reputation(&self, number: &str, status: &str) {
+        let mut now = self
+            .reputations_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = now.get(number) {
+            if old != status {
+                let _ = self.reputation.remove_label_values(&[number, old]);
+            }
+        }
+        self.reputation.with_label_values(&[number, status]).set(1);
+        now.insert(number.to_string(), status.to_string());
+    }
+
+    /// Registers another collector (the webhook receiver's metrics) in this registry.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
     }
 
     /// Starts a listener's connection series at zero.

@@ -189,6 +189,40 @@ pub struct Cli {
     #[arg(long = "web.ready-max-age", env = "LINQ_EXPORTER_READY_MAX_AGE", value_parser = parse_duration)]
     pub ready_max_age: Option<Duration>,
 
+    /// Listen address of the webhook receiver (off by default): serves only POST --webhook.path, with --web.config.file's TLS but never its basic auth.
+    #[arg(
+        long = "webhook.listen-address",
+        env = "LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS"
+    )]
+    pub webhook_listen_address: Option<ListenAddress>,
+
+    /// Path the webhook receiver accepts events on.
+    #[arg(
+        long = "webhook.path",
+        env = "LINQ_EXPORTER_WEBHOOK_PATH",
+        default_value = "/webhook"
+    )]
+    pub webhook_path: TelemetryPath,
+
+    /// File holding the webhook signing secret; re-read when it changes, so a rotated secret needs no restart.
+    #[arg(
+        long = "webhook.signing-secret-file",
+        env = "LINQ_WEBHOOK_SIGNING_SECRET_FILE"
+    )]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+
+    /// The webhook signing secret (whsec_...). Prefer --webhook.signing-secret-file.
+    #[arg(
+        long = "webhook.signing-secret",
+        env = "LINQ_WEBHOOK_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// Webhooks whose signed timestamp is older than this, or that far in the future, are refused (401).
+    #[arg(long = "webhook.max-age", env = "LINQ_EXPORTER_WEBHOOK_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub webhook_max_age: Duration,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(
         long = "log.level",
@@ -284,6 +318,12 @@ pub enum Command {
         #[arg(long = "latency", default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
     },
+    /// Manage the account's webhook subscriptions (with --linq.base-url and the API key flags).
+    Webhook {
+        /// What to do.
+        #[command(subcommand)]
+        action: WebhookCommand,
+    },
     /// Query a running exporter's /healthz and exit 0 when healthy, 1 otherwise (for Docker HEALTHCHECK).
     Healthcheck {
         /// URL to probe.
@@ -300,4 +340,23 @@ pub enum Command {
         #[arg(long = "insecure", default_value_t = false)]
         insecure: bool,
     },
+}
+
+/// `linq-exporter webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a subscription (POST /v3/webhook-subscriptions); its signing secret goes to --secret-file, never to stdout.
+    Subscribe {
+        /// The receiver's public URL (https), e.g. https://linq-webhooks.example.com/webhook.
+        #[arg(long = "url")]
+        url: String,
+        /// Events to subscribe to, comma-separated. Default: the message events, phone_number.status_updated, participant and chat.created.
+        #[arg(long = "events", value_delimiter = ',')]
+        events: Vec<String>,
+        /// Where to write the signing secret (mode 0600), for --webhook.signing-secret-file.
+        #[arg(long = "secret-file")]
+        secret_file: std::path::PathBuf,
+    },
+    /// List the account's subscriptions (GET /v3/webhook-subscriptions).
+    List,
 }

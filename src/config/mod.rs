@@ -12,7 +12,7 @@ use std::time::Duration;
 pub use crate::api::client::{ApiKeySource, RetryPolicy, Secret};
 pub use crate::metrics::snapshot::ChatMetrics;
 use cli::Cli;
-pub use simulator::SimConfig;
+pub use simulator::{SimConfig, DEMO_WEBHOOK_SECRET};
 pub use values::{
     parse_duration, ByteSize, ListenAddress, LogFormat, PageSize, ReadyMaxAge, TelemetryPath,
 };
@@ -31,6 +31,37 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// Where the webhook signing secret comes from.
+#[derive(Clone)]
+pub enum WebhookSecret {
+    /// `--webhook.signing-secret`.
+    Value(Secret),
+    /// `--webhook.signing-secret-file`, re-read when it changes.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebhookSecret::Value(_) => f.write_str("Value(<redacted>)"),
+            WebhookSecret::File(p) => write!(f, "File({p:?})"),
+        }
+    }
+}
+
+/// The webhook receiver's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `--webhook.listen-address` (in demo mode, 127.0.0.1:0 unless given).
+    pub listen_address: SocketAddr,
+    /// `--webhook.path`.
+    pub path: String,
+    /// The signing secret.
+    pub secret: WebhookSecret,
+    /// `--webhook.max-age`.
+    pub max_age: Duration,
 }
 
 /// Everything the exporter needs, validated.
@@ -92,6 +123,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Run one sweep and print.
     pub once: bool,
+    /// The webhook receiver, when on.
+    pub webhook: Option<WebhookConfig>,
     /// Demo simulator settings when `--demo`.
     pub demo: Option<SimConfig>,
 }
@@ -219,6 +252,44 @@ impl TryFrom<&Cli> for Config {
                 return Err(invalid("--web.ready-max-age", "must be above zero".into()));
             }
         }
+        let webhook_secret = match (&cli.webhook_secret, &cli.webhook_secret_file) {
+            (_, Some(path)) => Some(WebhookSecret::File(path.clone())),
+            (Some(s), None) if !s.trim().is_empty() => {
+                Some(WebhookSecret::Value(Secret::new(s.trim())))
+            }
+            _ => None,
+        };
+        if cli.webhook_max_age.is_zero() {
+            return Err(invalid("--webhook.max-age", "must be above zero".into()));
+        }
+        let webhook = match (cli.webhook_listen_address, webhook_secret) {
+            (Some(addr), Some(secret)) => Some(WebhookConfig {
+                listen_address: addr.0,
+                path: cli.webhook_path.0.clone(),
+                secret,
+                max_age: cli.webhook_max_age,
+            }),
+            (Some(_), None) if !cli.demo => {
+                return Err(invalid(
+                    "--webhook.listen-address",
+                    "the webhook receiver needs a signing secret: set --webhook.signing-secret-file (env LINQ_WEBHOOK_SIGNING_SECRET_FILE) or --webhook.signing-secret (env LINQ_WEBHOOK_SIGNING_SECRET)".into(),
+                ))
+            }
+            // The demo runs the receiver in-process, on loopback unless told otherwise, with the
+            // demo's secret, so every panel has data.
+            (addr, secret) if cli.demo => Some(WebhookConfig {
+                listen_address: addr.map_or_else(
+                    || SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+                    |a| a.0,
+                ),
+                path: cli.webhook_path.0.clone(),
+                secret: secret.unwrap_or_else(|| {
+                    WebhookSecret::Value(Secret::new(DEMO_WEBHOOK_SECRET))
+                }),
+                max_age: cli.webhook_max_age,
+            }),
+            _ => None,
+        };
         let demo = if cli.demo {
             if cli.demo_chats == 0 || cli.demo_chats > 1_000_000 {
                 return Err(invalid("--demo.chats", "must be from 1 to 1000000".into()));
@@ -279,6 +350,7 @@ impl TryFrom<&Cli> for Config {
             read_header_timeout: cli.read_header_timeout,
             max_connections: cli.max_connections,
             once: cli.once,
+            webhook,
             demo,
         })
     }

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The webhook signing secret of `--demo` (`whsec_` + base64 of "demo-webhook-secret").
+pub const DEMO_WEBHOOK_SECRET: &str = "whsec_ZGVtby13ZWJob29rLXNlY3JldA==";
+
 /// Simulator settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {

@@ -277,17 +277,7 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
         }
     }
 
-    w.header(
-        "linq_phone_number_reputation",
-        "1 for the current reputation status of each of the account's numbers (GET /v3/phone_numbers, beta).",
-    );
-    for (phone, status) in &snap.reputations {
-        w.sample(
-            "linq_phone_number_reputation",
-            &[("phone_number", phone), ("status", status)],
-            1.0,
-        );
-    }
+    // linq_phone_number_reputation is live (crate::telemetry): a webhook updates it at once.
 
     w.header(
         "linq_phone_number_info",

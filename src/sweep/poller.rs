@@ -19,7 +19,7 @@ use crate::config::{ApiKeySource, Secret};
 use crate::metrics::exposition::{render_snapshot, RenderOptions};
 use crate::metrics::snapshot::{Snapshot, SnapshotBuilder};
 use crate::sweep::cpu::CpuThread;
-use crate::sweep::state::{AppState, LastSweep, Published};
+use crate::sweep::state::{AppState, ChatDirectory, LastSweep, Published};
 use crate::telemetry::{CHATS_ENDPOINT, PHONE_NUMBERS_ENDPOINT};
 
 /// What the poller needs beyond the client.
@@ -142,18 +142,32 @@ impl Poller {
                 let (pages, chats, duplicates) =
                     (snapshot.pages, snapshot.total_chats(), snapshot.duplicates);
                 // Rendering 100k chats is CPU work; keep it off the threads serving scrapes.
-                let (rendered, summary) = self
+                let reputations = self
+                    .opts
+                    .phone_numbers
+                    .then(|| snapshot.reputations.clone());
+                let want_directory = self.state.wants_directory();
+                let (rendered, summary, directory) = self
                     .render_cpu
                     .run(move || {
                         let rendered = render_snapshot(&snapshot, &render);
                         let summary = snapshot.summary();
-                        (rendered, summary)
+                        // Only for the webhook receiver: which number and service each chat is.
+                        let directory =
+                            want_directory.then(|| ChatDirectory::from_snapshot(&snapshot));
+                        (rendered, summary, directory)
                     })
                     .await;
                 m.series.set(rendered.series as i64);
                 m.chat_series_dropped.set(rendered.dropped as i64);
                 m.poll_pages.set(pages as i64);
                 let now = SystemTime::now();
+                if let Some(reputations) = reputations {
+                    m.set_reputations(reputations.iter().map(|(n, s)| (&**n, &**s)));
+                }
+                if let Some(directory) = directory {
+                    self.state.set_directory(directory);
+                }
                 self.state.publish(Published {
                     rendered,
                     summary,

@@ -1,13 +1,14 @@
 //! State shared by the poller and the HTTP server: the last published snapshot (rendered), the
 //! self metrics, and the poller's liveness. Created once in `run` and passed through axum `State`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ReadyMaxAge;
 use crate::metrics::exposition::Rendered;
-use crate::metrics::snapshot::Summary;
+use crate::metrics::snapshot::{Snapshot, Summary};
 use crate::telemetry::SelfMetrics;
 
 /// A published snapshot.
@@ -32,6 +33,67 @@ pub struct LastSweep {
     pub error: Option<String>,
 }
 
+/// Which account number and service each chat of the last snapshot has, and the account's
+/// numbers: how the webhook receiver labels events that carry only a chat id, and how it keeps
+/// its `phone_number` label to the account's own numbers. Built only when the receiver is on.
+#[derive(Debug, Default)]
+pub struct ChatDirectory {
+    chats: HashMap<Box<str>, (Arc<str>, Arc<str>)>,
+    numbers: HashSet<Arc<str>>,
+    pairs: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl ChatDirectory {
+    /// The directory of a snapshot: its chats, its numbers and the lines
+    /// `GET /v3/phone_numbers` listed.
+    pub fn from_snapshot(s: &Snapshot) -> Self {
+        let chats = s
+            .chats
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    (
+                        s.labels.value(c.phone_number).clone(),
+                        s.labels.value(c.service).clone(),
+                    ),
+                )
+            })
+            .collect();
+        let mut numbers: HashSet<Arc<str>> = s.phone_numbers.iter().cloned().collect();
+        numbers.extend(s.line_types.iter().map(|(n, _)| n.clone()));
+        numbers.extend(s.reputations.iter().map(|(n, _)| n.clone()));
+        numbers.remove("unknown");
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = s
+            .chat_counts
+            .keys()
+            .map(|(n, svc, _, _)| (n.clone(), svc.clone()))
+            .filter(|(n, _)| numbers.contains(n))
+            .collect();
+        pairs.dedup();
+        ChatDirectory {
+            chats,
+            numbers,
+            pairs,
+        }
+    }
+
+    /// A chat's (number, service).
+    pub fn chat(&self, id: &str) -> Option<(&str, &str)> {
+        self.chats.get(id).map(|(n, s)| (&**n, &**s))
+    }
+
+    /// Whether `number` is one of the account's numbers.
+    pub fn is_account_number(&self, number: &str) -> bool {
+        self.numbers.contains(number)
+    }
+
+    /// Every (account number, service) with chats.
+    pub fn pairs(&self) -> &[(Arc<str>, Arc<str>)] {
+        &self.pairs
+    }
+}
+
 /// Shared state.
 #[derive(Debug)]
 pub struct AppState {
@@ -47,6 +109,8 @@ pub struct AppState {
     last_good_duration: Mutex<Option<Duration>>,
     /// The metrics path.
     pub telemetry_path: String,
+    wants_directory: AtomicBool,
+    directory: tokio::sync::watch::Sender<Arc<ChatDirectory>>,
 }
 
 impl AppState {
@@ -65,7 +129,34 @@ impl AppState {
             poller_failure: Mutex::new(None),
             ready_max_age: ready_max_age.into(),
             telemetry_path,
+            wants_directory: AtomicBool::new(false),
+            directory: tokio::sync::watch::Sender::new(Arc::new(ChatDirectory::default())),
         }
+    }
+
+    /// Asks the poller to publish a [`ChatDirectory`] with each snapshot (the webhook receiver).
+    pub fn want_directory(&self) {
+        self.wants_directory.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a [`ChatDirectory`] is wanted.
+    pub fn wants_directory(&self) -> bool {
+        self.wants_directory.load(Ordering::SeqCst)
+    }
+
+    /// Publishes a snapshot's directory.
+    pub fn set_directory(&self, d: ChatDirectory) {
+        self.directory.send_replace(Arc::new(d));
+    }
+
+    /// The last published directory (empty before the first).
+    pub fn directory(&self) -> Arc<ChatDirectory> {
+        self.directory.borrow().clone()
+    }
+
+    /// Notified at each new directory.
+    pub fn subscribe_directory(&self) -> tokio::sync::watch::Receiver<Arc<ChatDirectory>> {
+        self.directory.subscribe()
     }
 
     /// The last published snapshot.

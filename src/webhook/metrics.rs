@@ -1,0 +1,298 @@
+//! The receiver's metrics, registered in the exporter's one registry when the receiver is on.
+//! Every label set stays bounded whatever arrives: `phone_number` is one of the account's
+//! numbers or `unknown`, and the other free-form values (event type, service, error code, line
+//! status) are capped; a value past its cap becomes `other` and is counted in
+//! `linq_webhook_labels_capped_total{label}`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+
+use crate::sweep::state::ChatDirectory;
+use crate::telemetry::SelfMetrics;
+use crate::webhook::envelope::{Detail, Event, MessageEvent};
+use crate::webhook::verify::Rejection;
+
+/// Why a request was refused or ignored (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// No signature verified (401).
+    Signature,
+    /// A signature verified with a timestamp outside `--webhook.max-age` (401).
+    Timestamp,
+    /// Already counted: a retry (answered 2xx, not counted again).
+    Duplicate,
+    /// Verified, but not a JSON envelope (400).
+    Malformed,
+    /// Body over 1 MiB (413).
+    TooLarge,
+    /// Body not received within the body timeout (408).
+    Timeout,
+}
+
+impl Rejected {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejected::Signature => "signature",
+            Rejected::Timestamp => "timestamp",
+            Rejected::Duplicate => "duplicate",
+            Rejected::Malformed => "malformed",
+            Rejected::TooLarge => "too_large",
+            Rejected::Timeout => "timeout",
+        }
+    }
+
+    const ALL: [Rejected; 6] = [
+        Rejected::Signature,
+        Rejected::Timestamp,
+        Rejected::Duplicate,
+        Rejected::Malformed,
+        Rejected::TooLarge,
+        Rejected::Timeout,
+    ];
+}
+
+impl From<Rejection> for Rejected {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Signature => Rejected::Signature,
+            Rejection::Timestamp => Rejected::Timestamp,
+        }
+    }
+}
+
+/// Distinct values accepted per capped label before `other`.
+const EVENT_TYPE_CAP: usize = 128;
+const SERVICE_CAP: usize = 16;
+const ERROR_CODE_CAP: usize = 64;
+const STATUS_CAP: usize = 16;
+const LINES_CAP: usize = 256;
+
+/// The receiver's metrics.
+#[derive(Debug)]
+pub struct WebhookMetrics {
+    events: IntCounterVec,
+    rejected: IntCounterVec,
+    last_event: Gauge,
+    messages: IntCounterVec,
+    failures: IntCounterVec,
+    line_status: IntGaugeVec,
+    capped: IntCounterVec,
+    evictions: IntCounter,
+    seen_values: Mutex<HashMap<&'static str, HashSet<String>>>,
+    line_status_now: Mutex<HashMap<String, String>>,
+}
+
+impl WebhookMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &SelfMetrics) -> Result<Self, prometheus::Error> {
+        let events = IntCounterVec::new(
+            Opts::new(
+                "linq_webhook_events_total",
+                "Verified webhook events by type, counted once per event id.",
+            ),
+            &["event_type"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "linq_webhook_rejected_total",
+                "Webhook requests refused or ignored: signature, timestamp, duplicate, malformed, too_large, timeout.",
+            ),
+            &["reason"],
+        )?;
+        let last_event = Gauge::new(
+            "linq_webhook_last_event_timestamp_seconds",
+            "Unix time of the last verified webhook event (0 before the first).",
+        )?;
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "linq_message_events_total",
+                "Message events from webhooks by the account's number, service and event (sent, received, delivered, read, failed).",
+            ),
+            &["phone_number", "service", "event"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "linq_message_failures_total",
+                "message.failed webhook events by the account's number, service and Linq error code.",
+            ),
+            &["phone_number", "service", "error_code"],
+        )?;
+        let line_status = IntGaugeVec::new(
+            Opts::new(
+                "linq_phone_number_status",
+                "1 for each line's current status (ACTIVE, FLAGGED or newer) from phone_number.status_updated webhooks; absent until the first.",
+            ),
+            &["phone_number", "status"],
+        )?;
+        let capped = IntCounterVec::new(
+            Opts::new(
+                "linq_webhook_labels_capped_total",
+                "Webhook label values replaced by \"other\" because the label's cap of distinct values was reached.",
+            ),
+            &["label"],
+        )?;
+        let evictions = IntCounter::new(
+            "linq_webhook_dedupe_evictions_total",
+            "Event ids forgotten before their 35-minute window to keep the dedupe memory bounded.",
+        )?;
+        for c in [
+            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejected.clone()),
+            Box::new(last_event.clone()),
+            Box::new(messages.clone()),
+            Box::new(failures.clone()),
+            Box::new(line_status.clone()),
+            Box::new(capped.clone()),
+            Box::new(evictions.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        for r in Rejected::ALL {
+            rejected.with_label_values(&[r.as_str()]);
+        }
+        for label in [
+            "event_type",
+            "service",
+            "error_code",
+            "status",
+            "phone_number",
+        ] {
+            capped.with_label_values(&[label]);
+        }
+        Ok(WebhookMetrics {
+            events,
+            rejected,
+            last_event,
+            messages,
+            failures,
+            line_status,
+            capped,
+            evictions,
+            seen_values: Mutex::new(HashMap::new()),
+            line_status_now: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `value`, or `other` once `label` has `cap` other values.
+    fn capped<'a>(&self, label: &'static str, value: &'a str, cap: usize) -> &'a str {
+        let mut seen = self.seen_values.lock().unwrap_or_else(|p| p.into_inner());
+        let values = seen.entry(label).or_default();
+        if values.contains(value) {
+            return value;
+        }
+        if values.len() < cap {
+            values.insert(value.to_string());
+            return value;
+        }
+        self.capped.with_label_values(&[label]).inc();
+        "other"
+    }
+
+    /// Counts a refused or ignored request.
+    pub fn rejected(&self, why: Rejected) {
+        self.rejected.with_label_values(&[why.as_str()]).inc();
+    }
+
+    /// Counts ids the dedupe set forgot early.
+    pub fn evicted(&self, n: u64) {
+        self.evictions.inc_by(n);
+    }
+
+    /// Starts the five message-event series of every (account number, service) at zero, so
+    /// `rate()` has a series before the first event.
+    pub fn init(&self, directory: &ChatDirectory) {
+        for (number, service) in directory.pairs() {
+            let service = self.capped("service", service, SERVICE_CAP);
+            for e in MessageEvent::ALL {
+                self.messages
+                    .with_label_values(&[number, service, e.as_str()]);
+            }
+        }
+    }
+
+    /// Counts a verified, new event at Unix time `now`.
+    pub fn count(
+        &self,
+        event: &Event,
+        directory: &ChatDirectory,
+        telemetry: &SelfMetrics,
+        now: f64,
+    ) {
+        let event_type = self.capped("event_type", &event.event_type, EVENT_TYPE_CAP);
+        self.events.with_label_values(&[event_type]).inc();
+        self.last_event.set(now);
+        match &event.detail {
+            Detail::Message {
+                event,
+                chat_id,
+                owner,
+                service,
+                error_code,
+            } => {
+                let known = chat_id.as_deref().and_then(|id| directory.chat(id));
+                // The account's own number: the payload's, when it is one of the account's,
+                // else the chat's in the last snapshot, else unknown.
+                let number = owner
+                    .as_deref()
+                    .filter(|n| directory.is_account_number(n))
+                    .or(known.map(|(n, _)| n).filter(|n| *n != "unknown"))
+                    .unwrap_or("unknown");
+                let service = service
+                    .as_deref()
+                    .or(known.map(|(_, s)| s))
+                    .unwrap_or("unknown");
+                let service = self.capped("service", service, SERVICE_CAP);
+                self.messages
+                    .with_label_values(&[number, service, event.as_str()])
+                    .inc();
+                if *event == MessageEvent::Failed {
+                    let code = error_code.as_deref().unwrap_or("unknown");
+                    let code = self.capped("error_code", code, ERROR_CODE_CAP);
+                    self.failures
+                        .with_label_values(&[number, service, code])
+                        .inc();
+                }
+            }
+            Detail::PhoneStatus {
+                phone_number,
+                status,
+                reputation,
+            } => {
+                // Status events come signed from Linq and name the account's lines; before the
+                // first sweep lists them, a capped number of lines is accepted as sent.
+                let phone_number = if directory.is_account_number(phone_number) {
+                    phone_number.as_str()
+                } else {
+                    self.capped("phone_number", phone_number, LINES_CAP)
+                };
+                if phone_number == "other" {
+                    return;
+                }
+                if let Some(status) = status {
+                    let status = self.capped("status", status, STATUS_CAP);
+                    let mut now = self
+                        .line_status_now
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if let Some(old) = now.get(phone_number) {
+                        if old != status {
+                            let _ = self.line_status.remove_label_values(&[phone_number, old]);
+                        }
+                    }
+                    self.line_status
+                        .with_label_values(&[phone_number, status])
+                        .set(1);
+                    now.insert(phone_number.to_string(), status.to_string());
+                }
+                if let Some(reputation) = reputation {
+                    let reputation = self.capped("status", reputation, STATUS_CAP);
+                    telemetry.set_reputation(phone_number, reputation);
+                }
+            }
+            Detail::Other => {}
+        }
+    }
+}
