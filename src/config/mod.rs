@@ -483,6 +483,54 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_listener_needs_a_secret_and_names_both_flags() {
+        let c = cli(&[
+            "--linq.api-key",
+            "k",
+            "--webhook.listen-address",
+            "127.0.0.1:0",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = Config::try_from(&c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for needle in [
+            "--webhook.signing-secret-file",
+            "--webhook.signing-secret ",
+            "LINQ_WEBHOOK_SIGNING_SECRET_FILE",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        // With a secret it is on; without the address it is off; the demo turns it on itself.
+        let c = cli(&[
+            "--linq.api-key",
+            "k",
+            "--webhook.listen-address",
+            ":9000",
+            "--webhook.signing-secret",
+            "whsec_c2VjcmV0",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+        let w = cfg.webhook.expect("on");
+        assert_eq!(
+            (w.path.as_str(), w.max_age),
+            ("/webhook", Duration::from_secs(300))
+        );
+        assert!(!format!("{:?}", w.secret).contains("c2VjcmV0"));
+        let c = cli(&["--linq.api-key", "k"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Config::try_from(&c)
+            .map(|c| c.webhook.is_none())
+            .unwrap_or(false));
+        let c = cli(&["--demo"]).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg
+            .webhook
+            .is_some_and(|w| w.listen_address.ip().is_loopback()));
+    }
+
+    #[test]
     fn byte_sizes() {
         let size = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
         assert_eq!(size("16MiB"), Ok(16 << 20));

@@ -635,7 +635,7 @@ mod tests {
         let text = r.text();
         assert_eq!(
             text.iter().filter(|&&c| c == b'\n').count(),
-            r.series + 2 * 10,
+            r.series + 2 * 9,
             "one HELP and one TYPE line per family"
         );
         let gz = r.gzip_with_tail(b"linq_up 1\n").concat();
