@@ -14,7 +14,11 @@ Renders every kustomization under deploy/kubernetes with `kubectl kustomize` and
   - the wiring between objects: Service -> pods, ServiceMonitor -> Service, PodMonitor -> pods,
     NetworkPolicy -> pods and who it admits, the job label the alerts select on;
   - the Dockerfile and .dockerignore against Cargo.toml, src/ and the manifests;
-  - the Secret example and the env names / flags quoted in README.md.
+  - the webhook receiver (../webhook component): its port apart from the metrics port, its path,
+    its signing secret from a read-only Secret file, a Service with only the webhook port, a
+    NetworkPolicy admitting only that port and only from the ingress namespace, Ingresses that
+    route only the webhook path (Exact) to it over TLS;
+  - the Secret examples and the env names / flags quoted in README.md.
 Prints one line per check and `manifests: N passed, M failed`; exit status 1 on any failure.
 """
 
@@ -38,6 +42,8 @@ KDIR = os.path.join(ROOT, "deploy", "kubernetes")
 K8S_VERSIONS = os.environ.get("K8S_VERSIONS", "1.35.0 1.36.0 1.37.0").split()
 IMAGE_REPO = "ghcr.io/linq-exporter/linq-exporter"
 MONITORING_NAMESPACE = "monitoring"
+# The namespace the webhook receiver's NetworkPolicy admits (ingress-nginx's default).
+INGRESS_NAMESPACE = "ingress-nginx"
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
@@ -207,6 +213,47 @@ def port_covers(rule_port, number, name):
 # ---------------------------------------------------------------------------------------------
 # Checks
 
+def secret_file_problems(pod, container, env, uid, value_var, file_var):
+    """Problems with a secret given as file_var: a file in a read-only Secret volume, mounted as a
+    directory (never subPath: rotation), readable by uid; and never value_var with a literal."""
+    spec = pod["spec"]
+    sc = container.get("securityContext") or {}
+    values = {e["name"]: e.get("value") for e in env}
+    problems = []
+    if [e for e in env if e["name"] == value_var and "value" in e]:
+        problems.append(f"{value_var} has a literal value")
+    path = values.get(file_var)
+    if not path:
+        problems.append(f"{file_var} is not set")
+        return problems
+    mounts = [m for m in container.get("volumeMounts") or []
+              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        problems.append(f"{path} is in no volume mount")
+    for m in mounts:
+        vol = next((v for v in spec.get("volumes") or [] if v["name"] == m["name"]), {})
+        if "secret" not in vol and "projected" not in vol:
+            problems.append(f"volume {m['name']} is not a Secret")
+        if not m.get("readOnly"):
+            problems.append(f"mount {m['name']} is not readOnly")
+        if m.get("subPath"):
+            problems.append(f"mount {m['name']} uses subPath (never updated on rotation)")
+        items = (vol.get("secret") or {}).get("items")
+        if items is not None:
+            rel_file = path[len(m["mountPath"].rstrip("/")) + 1:]
+            if rel_file not in [i["path"] for i in items]:
+                problems.append(f"{rel_file} is not among the Secret items")
+        mode = (vol.get("secret") or {}).get("defaultMode")
+        if mode is not None and mode & 0o002:
+            problems.append(f"defaultMode {oct(mode)} is world-writable")
+        if mode is not None and not (mode & 0o004) and not (
+                mode & 0o040 and (spec.get("securityContext") or {}).get("fsGroup")
+                in (uid, sc.get("runAsGroup"))):
+            problems.append(f"defaultMode {oct(mode)}: uid {uid} cannot read {path} "
+                            f"(needs group read + fsGroup, or other read)")
+    return problems
+
+
 def check_exporter_container(ck, where, pod, container, ctx):
     name = f"{where}: container {container['name']}"
     spec = pod["spec"]
@@ -271,40 +318,35 @@ def check_exporter_container(ck, where, pod, container, ctx):
     ctx["telemetry_paths"].add(telemetry)
 
     # The key: from a file in a read-only Secret volume, mounted as a directory (rotation).
-    problems = []
-    plain_key = [e for e in env if e["name"] == "LINQ_API_V3_API_KEY" and "value" in e]
-    if plain_key:
-        problems.append("LINQ_API_V3_API_KEY has a literal value")
     key_file = values.get("LINQ_API_V3_API_KEY_FILE")
-    if not key_file:
-        problems.append("LINQ_API_V3_API_KEY_FILE is not set")
-    else:
-        mounts = [m for m in container.get("volumeMounts") or []
-                  if key_file.startswith(m["mountPath"].rstrip("/") + "/")]
-        if not mounts:
-            problems.append(f"{key_file} is in no volume mount")
-        for m in mounts:
-            vol = next((v for v in spec.get("volumes") or [] if v["name"] == m["name"]), {})
-            if "secret" not in vol and "projected" not in vol:
-                problems.append(f"volume {m['name']} is not a Secret")
-            if not m.get("readOnly"):
-                problems.append(f"mount {m['name']} is not readOnly")
-            if m.get("subPath"):
-                problems.append(f"mount {m['name']} uses subPath (never updated on rotation)")
-            items = (vol.get("secret") or {}).get("items")
-            if items is not None:
-                rel_file = key_file[len(m["mountPath"].rstrip("/")) + 1:]
-                if rel_file not in [i["path"] for i in items]:
-                    problems.append(f"{rel_file} is not among the Secret items")
-            mode = (vol.get("secret") or {}).get("defaultMode")
-            if mode is not None and mode & 0o002:
-                problems.append(f"defaultMode {oct(mode)} is world-writable")
-            if mode is not None and not (mode & 0o004) and not (
-                    mode & 0o040 and pod.get("spec", {}).get("securityContext", {}).get("fsGroup")
-                    in (uid, sc.get("runAsGroup"))):
-                problems.append(f"defaultMode {oct(mode)}: uid {uid} cannot read the key "
-                                f"(needs group read + fsGroup, or other read)")
-    ck.problems(f"{name}: API key from a read-only Secret file ({key_file})", problems)
+    ck.problems(f"{name}: API key from a read-only Secret file ({key_file})",
+                secret_file_problems(pod, container, env, uid, "LINQ_API_V3_API_KEY",
+                                     "LINQ_API_V3_API_KEY_FILE"))
+
+    # The webhook receiver (../webhook component): its own port, its path, its secret from a file.
+    webhook = None
+    hooks = [p for p in ports if p.get("name") == "webhook"]
+    address = values.get("LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS")
+    if address or hooks:
+        port = listen_port(address)
+        ck.check(f"{name}: port `webhook` is containerPort {port}/TCP "
+                 "(LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS), apart from the metrics port",
+                 port is not None and port != metrics_port and len(hooks) == 1
+                 and hooks[0].get("containerPort") == port
+                 and hooks[0].get("protocol", "TCP") == "TCP",
+                 f"LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS={address}, ports are {ports}")
+        path = values.get("LINQ_EXPORTER_WEBHOOK_PATH",
+                          ctx["cli"]["defaults"].get("webhook.path", "/webhook"))
+        ck.check(f"{name}: webhook path {path} is a path of its own (not {telemetry}, a probe "
+                 "path or /)",
+                 bool(re.fullmatch(r"/[A-Za-z0-9._~\-/]+", path or ""))
+                 and path not in ({telemetry, "/healthz", "/readyz"} | ctx["served"]),
+                 f"{path}")
+        secret_file = values.get("LINQ_WEBHOOK_SIGNING_SECRET_FILE")
+        ck.problems(f"{name}: webhook signing secret from a read-only Secret file ({secret_file})",
+                    secret_file_problems(pod, container, env, uid, "LINQ_WEBHOOK_SIGNING_SECRET",
+                                         "LINQ_WEBHOOK_SIGNING_SECRET_FILE"))
+        webhook = {"port": port, "path": path}
 
     # Probes: startup + liveness on /healthz, readiness on /readyz (standalone) or /healthz
     # (sidecar: a sidecar's readiness is the pod's, see deploy/kubernetes/base/deployment.yaml).
@@ -348,6 +390,7 @@ def check_exporter_container(ck, where, pod, container, ctx):
         problems.append(f"memory request {req['memory']} is under the ~40 MiB measured at 3,000 chats")
     ck.problems(f"{name}: resources requests cpu/memory, limits memory "
                 f"({req.get('memory')}/{lim.get('memory')})", problems)
+    return webhook
 
 
 def mebibytes(q):
@@ -393,6 +436,7 @@ def check_render(ck, where, objs, ctx):
 
     # Exporter containers
     pods = []  # (workload, pod template, exporter containers)
+    receivers = []  # (pod template, {"port", "path"}) of the containers running the webhook receiver
     for w in workloads(objs):
         tpl = w["spec"]["template"]
         containers = exporter_containers(tpl["spec"])
@@ -412,13 +456,31 @@ def check_render(ck, where, objs, ctx):
                  and ann.get("prometheus.io/path") == ctx["cli"]["defaults"].get("web.telemetry-path"),
                  f"annotations {ann}")
         for c in containers:
-            check_exporter_container(ck, wname, tpl, c, ctx)
+            hook = check_exporter_container(ck, wname, tpl, c, ctx)
+            if hook:
+                receivers.append((tpl, hook))
     ck.check(f"{where}: has at least one exporter container", bool(pods))
 
     # Services with a metrics port select exporter pods, and the port is wired to `metrics`.
     services = [o for o in objs if o["kind"] == "Service"]
+    hook_ports = {hook["port"] for _, hook in receivers}
     for s in services:
         sname = f"{where}: Service/{s['metadata']['name']}"
+        sel = {"matchLabels": s["spec"].get("selector") or {}}
+        if any(p.get("name") == "webhook" for p in s["spec"].get("ports", [])):
+            # The receiver's Service (../webhook): the webhook port, never the metrics port.
+            sports = s["spec"].get("ports", [])
+            ck.check(f"{sname}: port `webhook` -> targetPort webhook, and no other port (never "
+                     "the metrics port)",
+                     len(sports) == 1 and sports[0].get("targetPort") in (["webhook"] + sorted(hook_ports))
+                     and sports[0].get("protocol", "TCP") == "TCP", f"{sports}")
+            ck.check(f"{sname}: selects the pods that run the webhook receiver",
+                     any(selector_matches(sel, tpl["metadata"].get("labels") or {})
+                         for tpl, _ in receivers))
+            ck.check(f"{sname}: selected by no ServiceMonitor (it has no metrics port)",
+                     not any(selector_matches(m["spec"].get("selector"), s["metadata"].get("labels") or {})
+                             for m in objs if m["kind"] == "ServiceMonitor"))
+            continue
         ports = [p for p in s["spec"].get("ports", []) if p.get("name") == "metrics"]
         ck.check(f"{sname}: port `metrics` 10042 -> targetPort metrics",
                  len(ports) == 1 and ports[0].get("port") == 10042
@@ -459,9 +521,26 @@ def check_render(ck, where, objs, ctx):
              len({m["kind"] for m in monitors}) <= 1)
 
     # NetworkPolicy: covers every exporter pod; the metrics port only from the monitoring namespace.
-    for np in [o for o in objs if o["kind"] == "NetworkPolicy"]:
+    # A policy that admits the webhook port and not the metrics port is the receiver's (../webhook):
+    # it covers the receiver's pods and admits that port only, from the ingress namespace only.
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    for np in policies:
         nname = f"{where}: NetworkPolicy/{np['metadata']['name']}"
         spec = np["spec"]
+        rule_ports = [p for rule in spec.get("ingress") or [] for p in (rule.get("ports") or [{}])]
+        if receivers and not any(port_covers(p, 10042, "metrics") for p in rule_ports) and any(
+                port_covers(p, n, "webhook") for p in rule_ports for n in hook_ports):
+            ck.check(f"{nname}: selects every pod that runs the webhook receiver",
+                     all(selector_matches(spec["podSelector"], tpl["metadata"].get("labels") or {})
+                         for tpl, _ in receivers))
+            problems = []
+            if "Ingress" not in (spec.get("policyTypes") or []):
+                problems.append("policyTypes lacks Ingress")
+            for p in rule_ports:
+                if not any(port_covers(p, n, "webhook") for n in hook_ports) or "endPort" in p:
+                    problems.append(f"admits {p or 'every port'}, not only the webhook port")
+            ck.problems(f"{nname}: admits the webhook port and nothing else", problems)
+            continue
         ck.check(f"{nname}: selects every exporter pod",
                  bool(pods) and all(selector_matches(spec["podSelector"], tpl["metadata"].get("labels") or {})
                                     for _, tpl, _ in pods))
@@ -485,6 +564,72 @@ def check_render(ck, where, objs, ctx):
                         or (peer.get("namespaceSelector") or {}).get("matchExpressions"):
                     problems.append(f"metrics port admitted from {peer}")
         ck.problems(f"{nname}: metrics port admitted only from namespace {MONITORING_NAMESPACE}", problems)
+
+    if receivers:
+        # Every rule of every policy over the receiver's pods that admits its port (a catch-all
+        # rule for a sidecar's application too) admits it only from the ingress namespace.
+        problems = []
+        admitted = False
+        for np in policies:
+            spec = np["spec"]
+            if not any(selector_matches(spec["podSelector"], tpl["metadata"].get("labels") or {})
+                       for tpl, _ in receivers):
+                continue
+            for rule in spec.get("ingress") or []:
+                if not any(port_covers(p, n, "webhook") for p in (rule.get("ports") or [{}])
+                           for n in hook_ports):
+                    continue
+                admitted = True
+                peers = rule.get("from")
+                if not peers:
+                    problems.append(f"{np['metadata']['name']} admits it from everywhere")
+                for peer in peers or []:
+                    ns = peer.get("namespaceSelector") or {}
+                    if peer.get("ipBlock") or "namespaceSelector" not in peer \
+                            or ns.get("matchExpressions") or peer.get("podSelector") \
+                            or ns.get("matchLabels") != {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}:
+                        problems.append(f"{np['metadata']['name']} admits it from {peer}")
+        if not admitted:
+            problems.append("no NetworkPolicy admits it (add ../webhook's, or pods stay open)"
+                            if not policies else "no NetworkPolicy admits it")
+        ck.problems(f"{where}: the webhook port {sorted(hook_ports)} is admitted only from "
+                    f"namespace {INGRESS_NAMESPACE}", problems)
+
+    # Ingress: only the receiver's path, to the receiver's Service and port, with TLS.
+    hook_paths = {hook["path"] for _, hook in receivers}
+    by_name = {s["metadata"]["name"]: s for s in services}
+    for ing in [o for o in objs if o["kind"] == "Ingress"]:
+        iname = f"{where}: Ingress/{ing['metadata']['name']}"
+        spec = ing["spec"]
+        problems = []
+        if spec.get("defaultBackend"):
+            problems.append("has a defaultBackend (every other path would reach it)")
+        hosts = set()
+        for rule in spec.get("rules") or []:
+            hosts.add(rule.get("host"))
+            for path in (rule.get("http") or {}).get("paths") or []:
+                svc_ref = (path.get("backend") or {}).get("service") or {}
+                svc = by_name.get(svc_ref.get("name"))
+                if svc is None:
+                    problems.append(f"backend Service {svc_ref.get('name')} is not in the render")
+                    continue
+                ref = svc_ref.get("port") or {}
+                sport = next((p for p in svc["spec"].get("ports", [])
+                              if ("name" in ref and p.get("name") == ref["name"])
+                              or ("number" in ref and p.get("port") == ref["number"])), None)
+                if sport is None:
+                    problems.append(f"port {ref} is not a port of Service {svc_ref.get('name')}")
+                elif sport.get("targetPort") not in (["webhook"] + sorted(hook_ports)):
+                    problems.append(f"routes to Service {svc_ref.get('name')} port {sport}, not "
+                                    "the receiver's webhook port")
+                if path.get("path") not in hook_paths or path.get("pathType") != "Exact":
+                    problems.append(f"path {path.get('path')} ({path.get('pathType')}) is not "
+                                    f"exactly the webhook path {sorted(hook_paths)}")
+        tls_hosts = {h for t in spec.get("tls") or [] for h in t.get("hosts") or []}
+        if not hosts or None in hosts or hosts - tls_hosts:
+            problems.append(f"hosts {sorted(h or '*' for h in hosts)} lack TLS (tls: {sorted(tls_hosts)})")
+        ck.problems(f"{iname}: routes only {sorted(hook_paths)} (Exact) to the receiver's webhook "
+                    "port, over TLS", problems)
 
 
 def check_dockerfile(ck, ctx):
@@ -579,8 +724,10 @@ def check_dockerignore(ck, ctx):
              f"admitted: {leaked[:10]}")
 
 
-def check_secret_example(ck):
-    path = os.path.join(KDIR, "secret.example.yaml")
+def check_secret_example(ck, example, key, mounted_by, what):
+    """example: a Secret example (relative to deploy/kubernetes) with the one key `key` holding a
+    REPLACE_WITH_... placeholder; mounted_by: the manifest whose volumes must mount exactly it."""
+    path = os.path.join(KDIR, example)
     docs = [d for d in yaml.safe_load_all(read(path)) if d]
     import kubernetes_validate
     ok = len(docs) == 1 and docs[0]["kind"] == "Secret"
@@ -590,8 +737,8 @@ def check_secret_example(ck):
         data = dict(s.get("stringData") or {})
         if s.get("data"):
             problems.append("uses base64 `data` (use stringData with a visible placeholder)")
-        if list(data) != ["api-key"]:
-            problems.append(f"keys {list(data)}, want [api-key]")
+        if list(data) != [key]:
+            problems.append(f"keys {list(data)}, want [{key}]")
         if not all(re.fullmatch(r"REPLACE_WITH_[A-Z_]+", v or "") for v in data.values()):
             problems.append("value is not a REPLACE_WITH_... placeholder")
         for version in K8S_VERSIONS:
@@ -599,17 +746,18 @@ def check_secret_example(ck):
                 kubernetes_validate.validate(s, version, strict=True)
             except kubernetes_validate.ValidationError as e:
                 problems.append(f"{version}: {e.message}")
-    ck.problems("secret.example.yaml: one Secret `api-key` with a placeholder, valid for "
+    ck.problems(f"{example}: one Secret `{key}` with a placeholder, valid for "
                 f"Kubernetes {', '.join(K8S_VERSIONS)}", problems)
     # The name and key the manifests mount.
-    base = yaml.safe_load_all(read(os.path.join(KDIR, "base", "deployment.yaml")))
-    refs = set()
-    for d in base:
+    refs, keys = set(), set()
+    for d in yaml.safe_load_all(read(os.path.join(KDIR, mounted_by))):
         for v in (d or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
             if "secret" in v:
                 refs.add(v["secret"]["secretName"])
-    ck.check("secret.example.yaml: its name is the Secret the Deployment mounts",
-             ok and refs == {docs[0]["metadata"]["name"]}, f"mounted {refs}")
+                keys.update(i["key"] for i in v["secret"].get("items") or [])
+    ck.check(f"{example}: its name and key are the Secret {what} mounts",
+             ok and refs == {docs[0]["metadata"]["name"]} and keys <= {key},
+             f"mounted {refs}, keys {keys}")
 
 
 def check_docs(ck, ctx):
@@ -625,8 +773,8 @@ def check_docs(ck, ctx):
     compile_time = {"LINQ_EXPORTER_REVISION", "LINQ_EXPORTER_BIN"}
     ck.check("README.md, docs/*.md: every LINQ_* env name exists in src/",
              not (envs - ctx["cli"]["envs"] - compile_time), f"unknown: {sorted(envs - ctx['cli']['envs'] - compile_time)}")
-    flags = set(re.findall(r"--((?:linq|web|log|demo)\.[a-z0-9\-]+(?:\.[a-z0-9\-]+)*)", text))
-    ck.check("README.md, docs/*.md: every --linq./--web./--log. flag exists in src/",
+    flags = set(re.findall(r"--((?:linq|web|log|demo|webhook)\.[a-z0-9\-]+(?:\.[a-z0-9\-]+)*)", text))
+    ck.check("README.md, docs/*.md: every --linq./--web./--log./--webhook. flag exists in src/",
              not (flags - ctx["cli"]["flags"]), f"unknown: {sorted(flags - ctx['cli']['flags'])}")
 
 
@@ -659,7 +807,10 @@ def main():
             continue
         check_render(ck, where, objs, ctx)
 
-    check_secret_example(ck)
+    check_secret_example(ck, "secret.example.yaml", "api-key", "base/deployment.yaml",
+                         "the Deployment")
+    check_secret_example(ck, "webhook/secret.example.yaml", "signing-secret",
+                         "webhook/deployment-patch.yaml", "the webhook component")
     check_docs(ck, ctx)
 
     return ck.finish("manifests", args.counts)
