@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes page decoding plus snapshot building and rendering (fuzz/fuzz_targets/page_snapshot.rs):
+# Fuzzes page decoding plus snapshot building and rendering (fuzz/fuzz_targets/page_snapshot.rs,
+# the default) or the webhook envelope decoder and verifier (fuzz/fuzz_targets/webhook_envelope.rs):
 # any bytes in, no panic.
 #
-#   scripts/fuzz.sh [SECONDS]      build, then fuzz for SECONDS (default 60) on one core
+#   scripts/fuzz.sh [SECONDS [TARGET]]  build, then fuzz TARGET for SECONDS (default 60) on one core
 #   scripts/fuzz.sh --build-only   build the target only (no run)
 #   scripts/fuzz.sh --check        type-check the target only (plain `cargo check`, no sanitizer,
 #                                  no cargo-fuzz; about 2 min from clean): catches API drift
@@ -45,8 +46,9 @@ case "${1:-}" in
     *)
         if [[ $1 =~ ^[0-9]+$ ]] && ((10#$1 > 0)); then
             SECONDS_TO_RUN=$((10#$1))
+            TARGET=${2:-page_snapshot}
         else
-            echo "usage: $0 [SECONDS | --build-only | --check]" >&2
+            echo "usage: $0 [SECONDS [TARGET] | --build-only | --check]" >&2
             exit 2
         fi
         ;;

@@ -28,6 +28,7 @@ suite() {
 }
 
 suite "rust tests" cargo test --locked
+suite "webhook signature vectors (standardwebhooks, hmac)" python3 scripts/webhook-vectors.py --check
 suite "release build" cargo build --release --locked
 export LINQ_EXPORTER_BIN="$PWD/target/release/linq-exporter"
 suite "dashboards and alerts" bash scripts/ci-dashboards.sh

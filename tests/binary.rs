@@ -293,3 +293,141 @@ async fn healthcheck_subcommand_reflects_healthz() {
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     assert!(ok);
 }
+
+/// A fake of the subscription endpoints: records each request's bearer key and body.
+async fn fake_subscriptions() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use axum::routing::post;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+    let seen: Seen = Default::default();
+    async fn create(
+        axum::extract::State(seen): axum::extract::State<Seen>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> (axum::http::StatusCode, String) {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        seen.lock().unwrap().push((auth, body));
+        (
+            axum::http::StatusCode::CREATED,
+            serde_json::json!({"id": "sub-1", "target_url": "https://hooks.example.com/webhook",
+                "signing_secret": "whsec_c3Vic2NyaXB0aW9uLXNlY3JldA==",
+                "subscribed_events": ["message.sent", "message.failed"], "is_active": true,
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"})
+            .to_string(),
+        )
+    }
+    async fn list(headers: axum::http::HeaderMap) -> (axum::http::StatusCode, String) {
+        if headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {KEY}"))
+        {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                r#"{"success":false,"error":{"status":401,"code":2004,"message":"bad key"}}"#
+                    .into(),
+            );
+        }
+        (
+            axum::http::StatusCode::OK,
+            serde_json::json!({"subscriptions": [
+                {"id": "sub-1", "target_url": "https://hooks.example.com/webhook", "subscribed_events": ["message.sent", "message.failed"], "is_active": true, "created_at": "x", "updated_at": "x"},
+                {"id": "sub-2", "target_url": "https://old.example.com/hook", "subscribed_events": ["message.read"], "is_active": false, "created_at": "x", "updated_at": "x"}
+            ]})
+            .to_string(),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/v3/webhook-subscriptions", post(create).get(list))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn webhook_subscribe_writes_the_secret_to_a_file_only_and_list_shows_subscriptions() {
+    let (url, seen) = fake_subscriptions().await;
+    let dir = std::env::temp_dir().join(format!("linq-subscribe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("webhook-secret");
+    let mut cmd = exporter();
+    cmd.args([
+        "--linq.base-url",
+        &url,
+        "webhook",
+        "subscribe",
+        "--url",
+        "https://hooks.example.com/webhook",
+        "--events",
+        "message.sent,message.failed",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ])
+    .env("LINQ_API_V3_API_KEY", KEY);
+    let (stdout, stderr) = success_output(cmd).await;
+    assert!(stdout.contains("sub-1"), "{stdout}");
+    for out in [&stdout, &stderr] {
+        assert!(
+            !out.contains("c3Vic2NyaXB0aW9uLXNlY3JldA"),
+            "secret printed: {out}"
+        );
+        assert!(!out.contains(KEY), "key printed: {out}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap(),
+        "whsec_c3Vic2NyaXB0aW9uLXNlY3JldA==\n"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].0, format!("Bearer {KEY}"));
+    let body: serde_json::Value = serde_json::from_str(&requests[0].1).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"target_url": "https://hooks.example.com/webhook",
+            "subscribed_events": ["message.sent", "message.failed"]})
+    );
+
+    let mut cmd = exporter();
+    cmd.args(["--linq.base-url", &url, "webhook", "list"])
+        .env("LINQ_API_V3_API_KEY", KEY);
+    let (stdout, _) = success_output(cmd).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(
+        lines[1],
+        "sub-1\tyes\thttps://hooks.example.com/webhook\tmessage.sent,message.failed"
+    );
+    assert_eq!(
+        lines[2],
+        "sub-2\tno\thttps://old.example.com/hook\tmessage.read"
+    );
+
+    // A wrong key: a clear error naming the status and Linq's message, non-zero exit.
+    let mut cmd = exporter();
+    cmd.args(["--linq.base-url", &url, "webhook", "list"])
+        .env("LINQ_API_V3_API_KEY", "wrong");
+    let out = output(cmd).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 401") && stderr.contains("bad key"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
