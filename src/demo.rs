@@ -231,9 +231,6 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 
 /// Applies latency and request-level faults; `Some` is the fault response.
 async fn faults(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
-    if !sim.cfg.latency.is_zero() {
-        tokio::time::sleep(sim.cfg.latency).await;
-    }
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -366,10 +363,32 @@ async fn list_phone_numbers(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> 
 /// The simulator's router.
 pub fn router(cfg: &SimConfig) -> Router {
     let sim = Arc::new(generate(cfg));
+    let latency = cfg.latency;
     Router::new()
         .route("/v3/chats", get(list_chats))
         .route("/v3/phone_numbers", get(list_phone_numbers))
         .with_state(sim)
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                respond_after(latency, next.run(req)).await
+            },
+        ))
+}
+
+/// The simulator's latency is each response's time, as a real API's is: the page is built
+/// while the time runs, then the answer waits for the rest of it. (Sleeping first and building
+/// after would add the simulator's own CPU time to every request, which on a small machine
+/// shared with the exporter under test is measured as the exporter's.)
+async fn respond_after(
+    latency: Duration,
+    response: impl std::future::Future<Output = Response>,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let response = response.await;
+    if !latency.is_zero() {
+        tokio::time::sleep_until(started + latency).await;
+    }
+    response
 }
 
 /// Sends the receiver at `url` signed webhook events about the simulated account, as Linq

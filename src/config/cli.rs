@@ -314,7 +314,7 @@ pub enum Command {
         /// Number of account numbers the chats are spread over.
         #[arg(long = "numbers", default_value_t = 3)]
         numbers: usize,
-        /// Added latency per request (e.g. 50ms).
+        /// Response time of every request (e.g. 100ms); the simulator builds the answer within it.
         #[arg(long = "latency", default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
     },
