@@ -390,3 +390,85 @@ async fn invalid_config_at_start_up_fails_naming_the_problem() {
     );
     assert!(linq_exporter::http::web_config::load(&cfg).is_ok());
 }
+
+#[tokio::test]
+async fn the_webhook_listener_takes_the_web_configs_tls_but_never_its_basic_auth() {
+    let (dir, ca) = server_pki("webhook");
+    let hash = bcrypt::hash("correct horse", 4).unwrap();
+    let cfg = dir.write(
+        "web.yml",
+        &format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7Jxx2Oll+OE=";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let api = api().await;
+    let exp = start(
+        &api,
+        &cfg,
+        &[
+            "--webhook.listen-address",
+            &listen,
+            "--webhook.signing-secret",
+            secret,
+        ],
+    )
+    .await;
+    let https = client(&ca.pem, None);
+    let body = br#"{"event_type":"message.sent","event_id":"tls-1","data":{}}"#.to_vec();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut req = https
+        .post(format!("https://{listen}/webhook"))
+        .body(body.clone());
+    for (k, v) in linq_exporter::webhook::verify::sign_both(secret, "msg_tls", ts, &body) {
+        req = req.header(k, v);
+    }
+    // Bounded wait for the listener, then: served over TLS, with no credentials.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match req.try_clone().unwrap().send().await {
+            Ok(r) => break r.status().as_u16(),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(status, 200);
+    // Plain HTTP on the webhook port gets nothing.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = plain
+        .post(format!("http://{listen}/webhook"))
+        .body(body)
+        .send()
+        .await;
+    assert!(r.is_err() || r.is_ok_and(|r| r.status() != 200));
+    // The metrics port still asks for credentials, and counts the event.
+    let url = format!("https://127.0.0.1:{}/metrics", exp.addr.port());
+    assert_eq!(https.get(&url).send().await.unwrap().status(), 401);
+    let r = https
+        .get(&url)
+        .basic_auth("prometheus", Some("correct horse"))
+        .send()
+        .await
+        .unwrap();
+    let m = r.text().await.unwrap();
+    assert_eq!(
+        value_of(
+            &m,
+            "linq_webhook_events_total{event_type=\"message.sent\"} "
+        ),
+        Some(1.0)
+    );
+    exp.stop().await;
+}
