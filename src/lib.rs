@@ -7,6 +7,8 @@
 //! - [`sweep`]: the poller and its CPU threads, and the state it publishes.
 //! - [`metrics`]: the snapshot (pure aggregation) and its exposition, rendered once per sweep.
 //! - [`http`]: serving it: router, connection loop and its bounds, TLS and web config, status page.
+//! - [`webhook`]: the other way in: Linq's signed webhooks on their own listener, verified,
+//!   deduplicated and counted beside the sweep's state in the same metrics.
 //!
 //! Beside them: [`config`] (flags, then validated configuration), [`telemetry`] (the exporter's
 //! own metrics, which every layer counts into) and [`demo`] (the simulated Linq API behind
