@@ -347,7 +347,7 @@ pub enum Command {
 pub enum WebhookCommand {
     /// Create a subscription (POST /v3/webhook-subscriptions); its signing secret goes to --secret-file, never to stdout.
     Subscribe {
-        /// The receiver's public URL (https), e.g. https://linq-webhooks.example.com/webhook.
+        /// The receiver's public URL (https), such as `https://linq-webhooks.example.com/webhook`.
         #[arg(long = "url")]
         url: String,
         /// Events to subscribe to, comma-separated. Default: the message events, phone_number.status_updated, participant and chat.created.

@@ -14,7 +14,7 @@
 //!
 //! Each bound that is hit is counted in `linq_exporter_http_connections_closed_total{reason}`.
 //! On shutdown the listener stops accepting, open connections finish their current response
-//! and close, and whatever is still open after [`DRAIN_TIMEOUT`] is dropped.
+//! and close, and whatever is still open after `DRAIN_TIMEOUT` (5 s) is dropped.
 
 use std::collections::BTreeMap;
 use std::future::Future;
