@@ -181,14 +181,6 @@ async fn missing_key_names_both_ways_to_give_one() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_http(url: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -16,6 +16,17 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_linq-exporter");
 
+/// The demo without injected faults.
+const QUIET_DEMO: [&str; 7] = [
+    "--demo",
+    "--demo.error-rate",
+    "0",
+    "--demo.rate-limit-rate",
+    "0",
+    "--demo.slow-rate",
+    "0",
+];
+
 /// The memory limit of the shipped Kubernetes manifests.
 const SHIPPED_MEMORY_LIMIT: u64 = 128 << 20;
 
@@ -253,11 +264,7 @@ struct Process {
 
 impl Process {
     fn start(args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
@@ -382,15 +389,7 @@ fn raise_own_limit() {
 #[tokio::test]
 async fn two_thousand_half_open_connections_on_the_plain_listener() {
     raise_own_limit();
-    let proc = Process::start(&[
-        "--demo",
-        "--demo.error-rate",
-        "0",
-        "--demo.rate-limit-rate",
-        "0",
-        "--demo.slow-rate",
-        "0",
-    ]);
+    let proc = Process::start(&QUIET_DEMO);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(1))
@@ -421,17 +420,13 @@ async fn two_thousand_half_open_connections_on_the_tls_listener() {
         "web.yml",
         "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n",
     );
-    let proc = Process::start(&[
-        "--demo",
-        "--demo.error-rate",
-        "0",
-        "--demo.rate-limit-rate",
-        "0",
-        "--demo.slow-rate",
-        "0",
-        "--web.config.file",
-        cfg.to_str().unwrap(),
-    ]);
+    let proc = Process::start(
+        &[
+            &QUIET_DEMO[..],
+            &["--web.config.file", cfg.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
         .tls_built_in_root_certs(false)

@@ -246,11 +246,7 @@ async fn connection_dropped_mid_response_is_a_connect_error() {
 #[tokio::test]
 async fn connection_refused_is_a_connect_error() {
     // Bind then drop: nothing listens on the port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let cfg = config(&[
         "--linq.base-url",

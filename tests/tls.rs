@@ -99,11 +99,7 @@ async fn mutual_tls_require_and_verify() {
         "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
     );
     let api = api().await;
-    let probe_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let probe_port = free_port();
     let probe = format!("127.0.0.1:{probe_port}");
     let exp = start(&api, &cfg, &["--web.probe-listen-address", &probe]).await;
     let url = format!("https://127.0.0.1:{}/metrics", exp.addr.port());
@@ -400,11 +396,7 @@ async fn the_webhook_listener_takes_the_web_configs_tls_but_never_its_basic_auth
         &format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: '{hash}'\n"),
     );
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7Jxx2Oll+OE=";
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let api = api().await;
     let exp = start(

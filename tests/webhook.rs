@@ -89,11 +89,7 @@ struct Receiver {
 
 impl Receiver {
     async fn start(api: &FakeApi, extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["--webhook.listen-address", &listen];
         if !extra

@@ -389,6 +389,15 @@ pub fn samples<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A port free on 127.0.0.1 now (for listeners the exporter binds itself from a flag).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `f` until it returns true, bounded.
 pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
