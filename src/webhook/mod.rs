@@ -4,12 +4,12 @@
 //! It listens on its own address (`--webhook.listen-address`), so the webhook port can face the
 //! internet while the metrics port stays private, and serves only `POST {--webhook.path}`:
 //! verify the signature ([`verify`]), decode the envelope ([`envelope`]), drop a retry of an
-//! event already counted ([`dedupe`]), count ([`metrics`]) and answer 2xx at once; it never calls
-//! the Linq API while answering. [`subscribe`] creates and lists subscriptions.
+//! event already counted (`dedupe`), count (`metrics`) and answer 2xx at once (`receiver`); it
+//! never calls the Linq API while answering. [`subscribe`] creates and lists subscriptions.
 
-pub mod dedupe;
+pub(crate) mod dedupe;
 pub mod envelope;
-pub mod metrics;
-pub mod receiver;
+pub(crate) mod metrics;
+pub(crate) mod receiver;
 pub mod subscribe;
 pub mod verify;
