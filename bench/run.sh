@@ -370,6 +370,7 @@ check "linq_chat_info series, chat-metrics=none" "$NONE_INFO" 0
 check "pages walked --once" "$ONCE_PAGES" "$PAGES"
 check "curl connections for $PAGES pages" "$CURL_CONNECTS" 1
 [ "$MODE" != smoke ] || "$REPO/bench/latency.sh" --smoke --bin "$BIN" >&2 || check "bench/latency.sh --smoke (see its output above)" fail pass
+[ "$MODE" != smoke ] || "$REPO/bench/webhook.sh" --smoke --bin "$BIN" >&2 || check "bench/webhook.sh --smoke (see its output above)" fail pass
 LOAD_END=$(loadavg)
 
 # ---------------------------------------------------------------------------------------------
