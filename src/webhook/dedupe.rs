@@ -1,12 +1,12 @@
 //! The ids of events already counted, so a delivery Linq retries (for up to 30 minutes) is
 //! answered 2xx but counted once. Pure: the clock is passed in.
 //!
-//! Memory is bounded: ids are kept as 64-bit keyed hashes (SipHash with a per-process random
-//! key, so a sender cannot aim collisions), for [`WINDOW`] (35 minutes), and at most
-//! [`CAPACITY`] of them (500,000: about 24 MiB at worst, enough for 238 events a second
-//! sustained over the whole window). Past the capacity the oldest ids are forgotten first and
-//! counted in `linq_webhook_dedupe_evictions_total`; a retry of a forgotten event would be
-//! counted again.
+//! Memory is bounded: one id per event (the receiver passes the `webhook-id`, else the
+//! `event_id`), kept as a 64-bit keyed hash (SipHash with a per-process random key, so a sender
+//! cannot aim collisions), for [`WINDOW`] (35 minutes), and at most [`CAPACITY`] of them
+//! (500,000: about 25 MiB at worst, enough for 238 events a second sustained over the whole
+//! window). Past the capacity the oldest ids are forgotten first and counted in
+//! `linq_webhook_dedupe_evictions_total`; a retry of a forgotten event would be counted again.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};

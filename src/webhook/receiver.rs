@@ -209,11 +209,13 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         Ok(e) => e,
         Err(_) => return reject(&r, Rejected::Malformed, StatusCode::BAD_REQUEST),
     };
+    // One id per event: the `webhook-id` its verified Standard signature covers, else the
+    // envelope's `event_id` (both are the same on every retry of a delivery).
     let ids: Vec<&str> = verified
         .webhook_id
         .as_deref()
+        .or(event.event_id.as_deref())
         .into_iter()
-        .chain(event.event_id.as_deref())
         .collect();
     if !ids.is_empty() {
         let (duplicate, evicted) = r
