@@ -3,7 +3,8 @@
 //!
 //! Answers: 413 for a body over [`MAX_BODY`] (from `Content-Length`, without reading the rest),
 //! 408 for a body not received within `--web.read-header-timeout` of its headers, 401 for a missing or wrong signature or a
-//! timestamp outside `--webhook.max-age`, 400 for a verified body that is not a JSON envelope,
+//! timestamp outside `--webhook.max-age`, 400 for a verified body that is not a JSON envelope (or
+//! a body that broke off before its `Content-Length`),
 //! else 200 at once (a duplicate too, counted once). `GET` on the path is 405, any other path 404.
 
 use std::path::PathBuf;
@@ -196,7 +197,11 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
     let bytes =
         match tokio::time::timeout(r.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
             Ok(Ok(b)) => b,
-            // Past the limit while streaming (no or a false Content-Length), or the body broke off.
+            // With a Content-Length within the bound, a failed read is a body that broke off;
+            // without one (chunked), it is the bound passed while streaming.
+            Ok(Err(_)) if declared.is_some() => {
+                return reject(&r, Rejected::Malformed, StatusCode::BAD_REQUEST)
+            }
             Ok(Err(_)) => return reject(&r, Rejected::TooLarge, StatusCode::PAYLOAD_TOO_LARGE),
             Err(_) => return reject(&r, Rejected::Timeout, StatusCode::REQUEST_TIMEOUT),
         };
