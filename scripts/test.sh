@@ -38,6 +38,7 @@ suite "container and kubernetes" bash scripts/ci-deploy.sh
 # The fuzz target is not built with its instrumentation here (10 minutes); this keeps it compiling.
 [ -f scripts/fuzz.sh ] && suite "fuzz target compiles" bash scripts/fuzz.sh --check
 suite "docs links and flag table" python3 scripts/check-docs.py
+suite "no import cycles (modules, directories)" python3 scripts/check-layout.py
 suite "docs check self-test" python3 scripts/check-docs.py --self-test
 
 echo
