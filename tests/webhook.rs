@@ -210,6 +210,12 @@ async fn either_header_set_verifies_and_each_event_counts_once() {
         );
         assert_eq!(at(&line), Some(0.0), "{line}");
     }
+    for code in ["3007", "4001"] {
+        let line = format!(
+            "linq_message_failures_total{{error_code=\"{code}\",phone_number=\"{ME}\",service=\"iMessage\"}} "
+        );
+        assert_eq!(at(&line), Some(0.0), "{line}");
+    }
     let last = at("linq_webhook_last_event_timestamp_seconds ").unwrap();
     assert!((last - ts as f64).abs() < 60.0, "{last}");
     assert!(!m.contains(SECRET.trim_start_matches("whsec_")));

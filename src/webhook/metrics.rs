@@ -63,6 +63,10 @@ impl From<Rejection> for Rejected {
     }
 }
 
+/// The `message.failed` codes Linq documents (retries exhausted, delivery failed): their
+/// failure series start at zero too, so `rate()` and the failure alerts have them from the start.
+const DOCUMENTED_ERROR_CODES: [&str; 2] = ["3007", "4001"];
+
 /// Distinct values accepted per capped label before `other`.
 const EVENT_TYPE_CAP: usize = 128;
 const SERVICE_CAP: usize = 16;
@@ -201,14 +205,19 @@ impl WebhookMetrics {
         self.evictions.inc_by(n);
     }
 
-    /// Starts the five message-event series of every (account number, service) at zero, so
-    /// `rate()` has a series before the first event.
+    /// Starts the five message-event series, and the failure series of the documented error
+    /// codes, of every (account number, service) at zero, so `rate()` has a series before the
+    /// first event.
     pub fn init(&self, directory: &ChatDirectory) {
         for (number, service) in directory.pairs() {
             let service = self.capped("service", service, SERVICE_CAP);
             for e in MessageEvent::ALL {
                 self.messages
                     .with_label_values(&[number, service, e.as_str()]);
+            }
+            for code in DOCUMENTED_ERROR_CODES {
+                self.capped("error_code", code, ERROR_CODE_CAP);
+                self.failures.with_label_values(&[number, service, code]);
             }
         }
     }
