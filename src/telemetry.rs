@@ -60,6 +60,56 @@ impl ErrorKind {
     ];
 }
 
+/// A gauge `{key, status}` that holds one current status per key, 1 for it: setting a new status
+/// removes the key's old series (line reputation, line status).
+#[derive(Debug)]
+pub struct StatusGauge {
+    vec: IntGaugeVec,
+    now: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl StatusGauge {
+    /// Wraps a two-label gauge vec (key, status).
+    pub fn new(vec: IntGaugeVec) -> Self {
+        StatusGauge {
+            vec,
+            now: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets `key`'s status.
+    pub fn set(&self, key: &str, status: &str) {
+        let mut now = self.current();
+        if let Some(old) = now.get(key).filter(|old| *old != status) {
+            let _ = self.vec.remove_label_values(&[key, old]);
+        }
+        self.vec.with_label_values(&[key, status]).set(1);
+        now.insert(key.to_string(), status.to_string());
+    }
+
+    /// Replaces every key's status: keys not in `all` lose their series.
+    pub fn replace_all<'a>(&self, all: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut now = self.current();
+        let next: std::collections::BTreeMap<String, String> = all
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+            .collect();
+        for (key, status) in now.iter() {
+            if next.get(key) != Some(status) {
+                let _ = self.vec.remove_label_values(&[key, status]);
+            }
+        }
+        for (key, status) in &next {
+            self.vec.with_label_values(&[key, status]).set(1);
+        }
+        *now = next;
+    }
+}
+
 /// A failed request as the error counters label it (implemented by the API's typed error).
 pub trait CountedError: std::fmt::Display {
     /// The `kind` label.
@@ -153,8 +203,7 @@ pub struct SelfMetrics {
     pub web_config_reloads: IntCounterVec,
     /// `linq_phone_number_reputation{phone_number,status}`: live, set by each sweep and at once by
     /// a `phone_number.status_updated` webhook.
-    pub reputation: IntGaugeVec,
-    reputations_now: Mutex<std::collections::BTreeMap<String, String>>,
+    reputation: StatusGauge,
     /// `linq_exporter_http_connections{listener}`.
     pub http_connections: IntGaugeVec,
     /// `linq_exporter_http_connections_closed_total{listener,reason}`.
@@ -375,8 +424,7 @@ impl SelfMetrics {
             series,
             chat_series_dropped,
             web_config_reloads,
-            reputation,
-            reputations_now: Mutex::new(std::collections::BTreeMap::new()),
+            reputation: StatusGauge::new(reputation),
             http_connections,
             http_connections_closed,
             http_accept_errors,
@@ -386,38 +434,12 @@ impl SelfMetrics {
 
     /// Replaces every line's reputation (a sweep's `GET /v3/phone_numbers`).
     pub fn set_reputations<'a>(&self, lines: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let mut now = self
-            .reputations_now
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let next: std::collections::BTreeMap<String, String> = lines
-            .into_iter()
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .collect();
-        for (number, status) in now.iter() {
-            if next.get(number) != Some(status) {
-                let _ = self.reputation.remove_label_values(&[number, status]);
-            }
-        }
-        for (number, status) in &next {
-            self.reputation.with_label_values(&[number, status]).set(1);
-        }
-        *now = next;
+        self.reputation.replace_all(lines);
     }
 
     /// Sets one line's reputation (a `phone_number.status_updated` webhook).
     pub fn set_reputation(&self, number: &str, status: &str) {
-        let mut now = self
-            .reputations_now
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = now.get(number) {
-            if old != status {
-                let _ = self.reputation.remove_label_values(&[number, old]);
-            }
-        }
-        self.reputation.with_label_values(&[number, status]).set(1);
-        now.insert(number.to_string(), status.to_string());
+        self.reputation.set(number, status);
     }
 
     /// Registers another collector (the webhook receiver's metrics) in this registry.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::sweep::state::ChatDirectory;
-use crate::telemetry::SelfMetrics;
+use crate::telemetry::{SelfMetrics, StatusGauge};
 use crate::webhook::envelope::{Detail, Event, MessageEvent};
 use crate::webhook::verify::Rejection;
 
@@ -82,11 +82,10 @@ pub struct WebhookMetrics {
     last_event: Gauge,
     messages: IntCounterVec,
     failures: IntCounterVec,
-    line_status: IntGaugeVec,
+    line_status: StatusGauge,
     capped: IntCounterVec,
     evictions: IntCounter,
     seen_values: Mutex<HashMap<&'static str, HashSet<String>>>,
-    line_status_now: Mutex<HashMap<String, String>>,
 }
 
 impl WebhookMetrics {
@@ -172,11 +171,10 @@ impl WebhookMetrics {
             last_event,
             messages,
             failures,
-            line_status,
+            line_status: StatusGauge::new(line_status),
             capped,
             evictions,
             seen_values: Mutex::new(HashMap::new()),
-            line_status_now: Mutex::new(HashMap::new()),
         })
     }
 
@@ -282,19 +280,7 @@ impl WebhookMetrics {
                 }
                 if let Some(status) = status {
                     let status = self.capped("status", status, STATUS_CAP);
-                    let mut now = self
-                        .line_status_now
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if let Some(old) = now.get(phone_number) {
-                        if old != status {
-                            let _ = self.line_status.remove_label_values(&[phone_number, old]);
-                        }
-                    }
-                    self.line_status
-                        .with_label_values(&[phone_number, status])
-                        .set(1);
-                    now.insert(phone_number.to_string(), status.to_string());
+                    self.line_status.set(phone_number, status);
                 }
                 if let Some(reputation) = reputation {
                     let reputation = self.capped("status", reputation, STATUS_CAP);
