@@ -63,9 +63,6 @@ EXE="$WORK/linq-exporter"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.3f\n", a / b }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "nan") print "n/a"; else print (v + 0 <= t + 0) ? "pass" : "miss" }'; }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.2f\n", ms / 1000 }'; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
-# metric FILE NAME{LABELS}: the sample's value ("" when absent)
-metric() { awk -v m="$2" 'index($0, m " ") == 1 { print $NF; exit }' "$1"; }
 sum_chats() { awk '/^linq_chats\{/ { s += $NF } END { printf "%d\n", s }' "$1"; }
 # per_number FILE: "NUMBER CHATS" lines, sorted: linq_chats summed by its phone_number label
 per_number() {
@@ -161,10 +158,10 @@ run_exporter run1 "${INTERVAL_ARGS[@]}"
 R1_OK=$RUN_OK
 R1_SWEEPS=$(sweep_ms_list "$WORK/run1.log")
 R1_MAX=$(echo "$R1_SWEEPS" | tr ' ' '\n' | sort -n | tail -1)
-R1_PAGES=$(metric "$WORK/run1.prom" linq_poll_pages)
-R1_SUCCESS=$(metric "$WORK/run1.prom" 'linq_polls_total{result="success"}')
-R1_FAILURE=$(metric "$WORK/run1.prom" 'linq_polls_total{result="failure"}')
-R1_GAUGE=$(metric "$WORK/run1.prom" linq_poll_duration_seconds)
+R1_PAGES=$(sample "$WORK/run1.prom" linq_poll_pages)
+R1_SUCCESS=$(sample "$WORK/run1.prom" 'linq_polls_total{result="success"}')
+R1_FAILURE=$(sample "$WORK/run1.prom" 'linq_polls_total{result="failure"}')
+R1_GAUGE=$(sample "$WORK/run1.prom" linq_poll_duration_seconds)
 R1_SUM=$(sum_chats "$WORK/run1.prom")
 per_number "$WORK/run1.prom" >"$WORK/run1.numbers"
 R1_PAGES_WANT=$(((CHATS + PAGE_SIZE - 1) / PAGE_SIZE))
@@ -200,10 +197,10 @@ run_exporter run2 --linq.discover-numbers --linq.concurrency "$NUMBERS" "${INTER
 R2_OK=$RUN_OK
 R2_SWEEPS=$(sweep_ms_list "$WORK/run2.log")
 R2_MAX=$(echo "$R2_SWEEPS" | tr ' ' '\n' | sort -n | tail -1)
-R2_PAGES=$(metric "$WORK/run2.prom" linq_poll_pages)
-R2_SUCCESS=$(metric "$WORK/run2.prom" 'linq_polls_total{result="success"}')
-R2_FAILURE=$(metric "$WORK/run2.prom" 'linq_polls_total{result="failure"}')
-R2_GAUGE=$(metric "$WORK/run2.prom" linq_poll_duration_seconds)
+R2_PAGES=$(sample "$WORK/run2.prom" linq_poll_pages)
+R2_SUCCESS=$(sample "$WORK/run2.prom" 'linq_polls_total{result="success"}')
+R2_FAILURE=$(sample "$WORK/run2.prom" 'linq_polls_total{result="failure"}')
+R2_GAUGE=$(sample "$WORK/run2.prom" linq_poll_duration_seconds)
 R2_SUM=$(sum_chats "$WORK/run2.prom")
 per_number "$WORK/run2.prom" >"$WORK/run2.numbers"
 R2_RATIO=$(ratio "${R2_MAX:-0}" "$R2_FLOOR_MS")

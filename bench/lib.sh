@@ -61,6 +61,10 @@ setup_work() {
     trap 'exit 130' INT TERM
 }
 
+# The load average (1/5/15 min), for the report.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
+# sample FILE NAME{LABELS}: that sample's value in an exposition file ("" when absent)
+sample() { awk -v m="$2" 'index($0, m " ") == 1 { print $NF; exit }' "$1"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_http() { # wait_http URL SECONDS
     local _

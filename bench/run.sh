@@ -42,7 +42,6 @@ CONCURRENCY=4 # the exporter's default --linq.concurrency
 
 # shellcheck source=bench/lib.sh disable=SC1091
 . "$REPO/bench/lib.sh"
-loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # ratio A B -> A/B with two decimals ("nan" when B is 0 or empty)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }

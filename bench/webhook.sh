@@ -65,7 +65,6 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
 else
     SERVER=() CLIENT=() PINNED="not pinned ($(nproc) CPU)"
 fi
-loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }
 # verdict VALUE OP TARGET -> pass | miss
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "nan" || v == "") { print "n/a"; exit } ok = (op == "<=") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print ok ? "pass" : "miss" }'; }
@@ -82,7 +81,6 @@ CLK_TCK=$(getconf CLK_TCK)
 # metrics -> the sum of a family's samples, or one sample's value
 scrape() { curl -sf "$METRICS" -o "$1" || die "could not scrape $METRICS"; }
 family_sum() { awk -v m="$2" 'index($0, m) == 1 && (substr($0, length(m) + 1, 1) ~ /[{ ]/) { s += $NF } END { printf "%d\n", s }' "$1"; }
-sample() { awk -v m="$2" 'index($0, m " ") == 1 { print $NF; exit }' "$1"; }
 # wrk output -> requests/s, requests, seconds, p99 in ms, non-2xx/3xx, socket errors
 wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }
