@@ -11,12 +11,14 @@
 //!   deduplicated and counted beside the sweep's state in the same metrics.
 //!
 //! Beside them: [`config`] (flags, then validated configuration), [`telemetry`] (the exporter's
-//! own metrics, which every layer counts into) and [`demo`] (the simulated Linq API behind
+//! own metrics, which every layer counts into), [`format`] (the exposition formats: `Accept`
+//! negotiation, OpenMetrics and protobuf encoders, native histograms) and [`demo`] (the simulated Linq API behind
 //! `--demo`, the tests and the benchmarks).
 
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod format;
 pub mod http;
 pub mod metrics;
 pub mod sweep;
@@ -316,7 +318,7 @@ pub async fn run_once(config: Config) -> Result<Vec<u8>, RunError> {
     let parts = build(&config).await?;
     parts.poller.poll_once().await?;
     let mut tail = Vec::new();
-    parts.state.metrics.render(&mut tail);
+    parts.state.metrics.render(format::Format::Text, &mut tail);
     Ok(match parts.state.published() {
         Some(p) => p.rendered.plain_with_tail(tail).concat(),
         None => tail,

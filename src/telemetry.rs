@@ -3,12 +3,15 @@
 //! rendered at every scrape, so they stay live between sweeps.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+use crate::format::histogram::HistogramVec as NativeHistogramVec;
+use crate::format::{families, Format};
 
 /// Endpoint label of `GET /v3/chats`.
 pub const CHATS_ENDPOINT: &str = "/v3/chats";
@@ -211,6 +214,9 @@ pub struct SelfMetrics {
     /// `linq_exporter_http_accept_errors_total{listener}`.
     pub http_accept_errors: IntCounterVec,
     recent_errors: Mutex<VecDeque<RecentError>>,
+    /// Histograms with native buckets and exemplars (the webhook latencies), rendered after the
+    /// registry's families.
+    histograms: Mutex<Vec<Arc<NativeHistogramVec>>>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -370,7 +376,7 @@ impl SelfMetrics {
             IntGaugeVec::new(
                 Opts::new(
                     "linq_exporter_http_connections",
-                    "Connections open on each HTTP listener (web, probe).",
+                    "Connections open on each HTTP listener (web, probe, webhook).",
                 ),
                 &["listener"],
             )?,
@@ -396,9 +402,7 @@ impl SelfMetrics {
             )?,
         )?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(process::Process::new()))?;
 
         for result in ["success", "failure"] {
             polls.with_label_values(&[result]);
@@ -429,6 +433,7 @@ impl SelfMetrics {
             http_connections_closed,
             http_accept_errors,
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
+            histograms: Mutex::new(Vec::new()),
         })
     }
 
@@ -519,11 +524,100 @@ impl SelfMetrics {
             .unwrap_or_default()
     }
 
-    /// Renders every self metric in the text format, appending to `out`.
-    pub fn render(&self, out: &mut Vec<u8>) {
+    /// Registers a histogram with native buckets and exemplars (rendered after the registry).
+    pub fn register_histogram(&self, h: Arc<NativeHistogramVec>) {
+        self.histograms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(h);
+    }
+
+    /// Renders every self metric in `format`, appending to `out`. This is the end of every
+    /// exposition, so OpenMetrics gets its `# EOF` here.
+    pub fn render(&self, format: Format, out: &mut Vec<u8>) {
         let families = self.registry.gather();
-        if let Err(e) = TextEncoder::new().encode(&families, out) {
-            tracing::error!(error = %e, "encoding self metrics failed");
+        match format {
+            Format::Text => {
+                if let Err(e) = TextEncoder::new().encode(&families, out) {
+                    tracing::error!(error = %e, "encoding self metrics failed");
+                }
+            }
+            Format::OpenMetrics { .. } => families::openmetrics(&families, out),
+            Format::Protobuf => families::protobuf(&families, out),
+        }
+        let histograms = self
+            .histograms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for h in histograms {
+            h.encode(format, out);
+        }
+        if format.is_openmetrics() {
+            out.extend_from_slice(b"# EOF\n");
+        }
+    }
+}
+
+/// The process metrics: the `prometheus` crate's collector, with `process_cpu_seconds_total`
+/// read in fractions of a second (the crate divides clock ticks as integers, so the counter
+/// moved in whole seconds and `rate()` in 1 s steps).
+#[cfg(target_os = "linux")]
+mod process {
+    use prometheus::core::{Collector, Desc};
+    use prometheus::process_collector::ProcessCollector;
+    use prometheus::proto::MetricFamily;
+
+    /// The process collector with a precise CPU counter.
+    #[derive(Debug)]
+    pub struct Process {
+        inner: ProcessCollector,
+        ticks_per_second: f64,
+    }
+
+    impl Process {
+        pub fn new() -> Self {
+            Process {
+                inner: ProcessCollector::for_self(),
+                ticks_per_second: rustix::param::clock_ticks_per_second().max(1) as f64,
+            }
+        }
+    }
+
+    /// User plus system CPU time, in clock ticks, from the text of `/proc/self/stat`.
+    pub(super) fn cpu_ticks(stat: &str) -> Option<u64> {
+        // The command name (field 2) is in parentheses and may hold spaces: count from after
+        // its closing parenthesis, where field 3 (state) starts; utime and stime are 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_ascii_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    impl Collector for Process {
+        fn desc(&self) -> Vec<&Desc> {
+            self.inner.desc()
+        }
+
+        fn collect(&self) -> Vec<MetricFamily> {
+            let mut families = self.inner.collect();
+            let seconds = std::fs::read_to_string("/proc/self/stat")
+                .ok()
+                .and_then(|s| cpu_ticks(&s))
+                .map(|t| t as f64 / self.ticks_per_second);
+            if let Some(seconds) = seconds {
+                for mf in &mut families {
+                    if mf.name() == "process_cpu_seconds_total" {
+                        for m in mf.mut_metric() {
+                            let mut c = prometheus::proto::Counter::default();
+                            c.set_value(seconds);
+                            m.set_counter(c);
+                        }
+                    }
+                }
+            }
+            families
         }
     }
 }

@@ -9,13 +9,20 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use linq_exporter::api::decode::decode_chats_page;
-use linq_exporter::metrics::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::metrics::exposition::{
+    render_snapshot, render_snapshot_as, Encoding, RenderOptions,
+};
 use linq_exporter::metrics::snapshot::SnapshotBuilder;
 use linq_exporter::sweep::state::{AppState, LastSweep, Published};
 use linq_exporter::telemetry::SelfMetrics;
 use tower::ServiceExt;
 
 const PAGE: &str = include_str!("fixtures/chats_page_full.json");
+
+#[allow(dead_code, missing_docs)]
+mod metrics_proto {
+    include!("common/metrics_proto.rs");
+}
 
 fn state() -> Arc<AppState> {
     let metrics = Arc::new(SelfMetrics::new().unwrap());
@@ -27,6 +34,16 @@ fn state() -> Arc<AppState> {
 }
 
 fn publish(state: &AppState, page: &str, display_name: bool, completed_at: SystemTime) {
+    publish_as(state, page, display_name, completed_at, false);
+}
+
+fn publish_as(
+    state: &AppState,
+    page: &str,
+    display_name: bool,
+    completed_at: SystemTime,
+    protobuf: bool,
+) {
     let page = decode_chats_page(page.as_bytes()).unwrap();
     let mut b = SnapshotBuilder::new(display_name);
     for c in &page.chats {
@@ -39,6 +56,7 @@ fn publish(state: &AppState, page: &str, display_name: bool, completed_at: Syste
     };
     state.publish(Published {
         rendered: render_snapshot(&snap, &opts),
+        protobuf: protobuf.then(|| render_snapshot_as(&snap, &opts, Encoding::Protobuf)),
         summary: snap.summary(),
         completed_at,
     });
@@ -54,7 +72,19 @@ async fn get(
     path: &str,
     gzip: bool,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    get_accept(state, path, None, gzip).await
+}
+
+async fn get_accept(
+    state: &Arc<AppState>,
+    path: &str,
+    accept: Option<&str>,
+    gzip: bool,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut req = Request::get(path);
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
     if gzip {
         req = req.header("accept-encoding", "gzip");
     }
@@ -100,7 +130,7 @@ async fn metrics_serves_the_published_snapshot_plain_and_gzip() {
     assert!(plain.contains("linq_up 1\n"));
     let (_, headers, gz) = get(&s, "/metrics", true).await;
     assert_eq!(headers["content-encoding"], "gzip");
-    assert_eq!(headers["vary"], "Accept-Encoding");
+    assert_eq!(headers["vary"], "Accept, Accept-Encoding");
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_string(&mut text)
@@ -202,4 +232,172 @@ async fn status_page_shows_fixture_numbers_and_escapes_display_names() {
 async fn unknown_paths_are_404() {
     let s = state();
     assert_eq!(get(&s, "/nope", false).await.0, StatusCode::NOT_FOUND);
+}
+
+const PROM2_PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+const PROM2_DEFAULT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const PROM3_DEFAULT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn openmetrics_for_prometheus_2_and_3_default_headers() {
+    let s = state();
+    publish(&s, PAGE, false, SystemTime::now());
+    let (_, _, text) = get(&s, "/metrics", false).await;
+    for accept in [PROM2_DEFAULT, PROM3_DEFAULT] {
+        let (status, headers, body) = get_accept(&s, "/metrics", Some(accept), false).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(headers["vary"], "Accept, Accept-Encoding");
+        let om = String::from_utf8(body).unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert_eq!(om.matches("# EOF").count(), 1);
+        // The snapshot's part is byte for byte the text's; counters lose _total in TYPE.
+        let snapshot_part = s.published().unwrap().rendered.text();
+        assert!(om.as_bytes().starts_with(&snapshot_part));
+        assert!(om.contains("# TYPE linq_polls counter\nlinq_polls_total{result=\"failure\"} 0\n"));
+        assert!(
+            om.contains("# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds\n")
+        );
+        assert!(!om.contains("# TYPE linq_polls_total"));
+        assert!(om.contains(
+            "linq_api_request_duration_seconds_bucket{endpoint=\"/v3/chats\",le=\"+Inf\"} 0\n"
+        ));
+        assert!(om.contains(
+            "linq_chats_by_health_score_bucket{phone_number=\"+14155551234\",le=\"+Inf\"} 1\n"
+        ));
+        // Same samples as the text (but the live process metrics).
+        let samples = |t: &str| {
+            let mut v = t
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
+                .map(String::from)
+                .collect::<Vec<_>>();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            samples(&om),
+            samples(&String::from_utf8(text.clone()).unwrap())
+        );
+        // gzip carries the same OpenMetrics.
+        let (_, headers, gz) = get_accept(&s, "/metrics", Some(accept), true).await;
+        assert_eq!(headers["content-encoding"], "gzip");
+        let plain = String::from_utf8(gunzip(&gz)).unwrap();
+        assert!(plain.ends_with("# EOF\n"));
+        assert_eq!(samples(&plain), samples(&om));
+    }
+    let (_, headers, _) = get_accept(
+        &s,
+        "/metrics",
+        Some("application/openmetrics-text;version=0.0.1"),
+        false,
+    )
+    .await;
+    assert_eq!(
+        headers["content-type"],
+        "application/openmetrics-text; version=0.0.1; charset=utf-8"
+    );
+    let (_, headers, _) = get_accept(&s, "/metrics", Some("*/*"), false).await;
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn protobuf_once_rendered_and_text_until_then() {
+    let s = state();
+    publish(&s, PAGE, false, SystemTime::now());
+    assert!(!s.wants_protobuf(SystemTime::now()));
+    // Not rendered yet: the scrape gets its next choice (text 0.0.4 in Prometheus 2's header),
+    // and the sweeps from now on render protobuf.
+    let (_, headers, _) = get_accept(&s, "/metrics", Some(PROM2_PROTOBUF), false).await;
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(s.wants_protobuf(SystemTime::now()));
+    assert!(!s.wants_protobuf(SystemTime::now() + Duration::from_secs(16 * 60)));
+
+    publish_as(&s, PAGE, false, SystemTime::now(), true);
+    for gzip in [false, true] {
+        let (status, headers, body) = get_accept(&s, "/metrics", Some(PROM2_PROTOBUF), gzip).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers["content-type"],
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        );
+        let body = if gzip { gunzip(&body) } else { body };
+        let families = metrics_proto::decode_families(&body);
+        let by_name = |n: &str| families.iter().find(|f| f.name() == n).unwrap();
+        let score = by_name("linq_chat_health_score");
+        assert_eq!(score.metric.len(), 2);
+        let up = by_name("linq_up");
+        assert_eq!(up.r#type, Some(1));
+        assert_eq!(up.metric[0].gauge.as_ref().unwrap().value, Some(0.0));
+        let polls = by_name("linq_polls_total");
+        assert_eq!(polls.r#type, Some(0));
+        assert_eq!(polls.metric.len(), 2);
+        let hist = by_name("linq_api_request_duration_seconds");
+        assert_eq!(hist.r#type, Some(4));
+        assert_eq!(hist.metric[0].histogram.as_ref().unwrap().bucket.len(), 11);
+        let build = by_name("linq_exporter_build_info");
+        assert_eq!(
+            build.metric[0].label("version"),
+            Some(linq_exporter::VERSION)
+        );
+        // Every family once.
+        let mut names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}
+
+#[tokio::test]
+async fn process_cpu_seconds_keeps_fractions() {
+    let s = state();
+    // Burn a little CPU so the counter is not a whole number by chance alone.
+    let mut x = 0u64;
+    for i in 0..20_000_000u64 {
+        x = x.wrapping_mul(31).wrapping_add(i);
+    }
+    assert_ne!(x, 1);
+    let (_, _, body) = get(&s, "/metrics", false).await;
+    let text = String::from_utf8(body).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("process_cpu_seconds_total "))
+        .unwrap();
+    let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+    // /proc/self/stat in clock ticks over ticks per second: within a tick of what it says now.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let ticks = f[0] + f[1];
+    let hz = 100.0;
+    assert!(value > 0.0);
+    assert!(
+        (value - ticks as f64 / hz).abs() <= 0.05,
+        "{value} vs {} ticks",
+        ticks
+    );
+    assert_ne!(value.fract(), 0.0, "{value}: whole seconds only");
 }

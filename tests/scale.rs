@@ -260,7 +260,7 @@ async fn chat_metrics_modes_and_aggregates_always_cover_every_chat() {
         assert_eq!(
             value_of(
                 m,
-                "linq_chats_by_health_score{phone_number=\"+14155550001\",le=\"100\"} "
+                "linq_chats_by_health_score_bucket{phone_number=\"+14155550001\",le=\"100\"} "
             ),
             Some(4.0)
         );

@@ -81,14 +81,14 @@ async fn multi_page_sweep_exact_values_and_dedupe() {
     assert_eq!(
         value_of(
             &m,
-            &format!("linq_chats_by_health_score{{phone_number=\"{ME}\",le=\"50\"}} ")
+            &format!("linq_chats_by_health_score_bucket{{phone_number=\"{ME}\",le=\"50\"}} ")
         ),
         Some(2.0)
     );
     assert_eq!(
         value_of(
             &m,
-            &format!("linq_chats_by_health_score{{phone_number=\"{ME}\",le=\"100\"}} ")
+            &format!("linq_chats_by_health_score_bucket{{phone_number=\"{ME}\",le=\"100\"}} ")
         ),
         Some(3.0)
     );
@@ -439,7 +439,7 @@ async fn long_pipelined_walk_is_complete_and_in_order() {
     assert_eq!(
         value_of(
             &m,
-            &format!("linq_chats_by_health_score{{phone_number=\"{ME}\",le=\"10\"}} ")
+            &format!("linq_chats_by_health_score_bucket{{phone_number=\"{ME}\",le=\"10\"}} ")
         ),
         Some(33.0)
     );

@@ -379,7 +379,7 @@ mod tests {
         assert!(a.evicted.try_recv().is_err());
         assert_eq!(t.len(), 3);
         let mut out = Vec::new();
-        metrics.render(&mut out);
+        metrics.render(crate::format::Format::Text, &mut out);
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains(
             "linq_exporter_http_connections_closed_total{listener=\"web\",reason=\"evicted\"} 3"

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use axum::extract::{Request, State};
 use axum::http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY,
     WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,9 +16,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::format::Format;
 use crate::http::status_page;
 use crate::http::tls::WebConfigHandle;
-use crate::metrics::exposition::{Rendered, CONTENT_TYPE as EXPOSITION_CONTENT_TYPE};
+use crate::metrics::exposition::{Encoding, Rendered};
 use crate::sweep::state::AppState;
 
 /// The router over shared state.
@@ -105,13 +106,26 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let mut tail = Vec::with_capacity(8 * 1024);
-    state.metrics.render(&mut tail);
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let published = state.published();
+    let mut format = Format::negotiate(accept);
+    if format == Format::Protobuf {
+        state.protobuf_asked(SystemTime::now());
+        // The protobuf form is rendered by the sweeps after the first protobuf scrape; until
+        // then the scrape gets the best of the other formats it accepts.
+        if published.as_ref().is_some_and(|p| p.protobuf.is_none()) {
+            format = Format::negotiate_among(accept, false);
+        }
+    }
+    let mut tail = Vec::with_capacity(8 * 1024);
+    state.metrics.render(format, &mut tail);
     let empty;
-    let rendered: &Rendered = match &published {
-        Some(p) => &p.rendered,
-        None => {
+    let rendered: &Rendered = match (&published, Encoding::of(format)) {
+        (Some(p), Encoding::Text) => &p.rendered,
+        (Some(p), Encoding::Protobuf) if p.protobuf.is_some() => {
+            p.protobuf.as_ref().unwrap_or(&p.rendered)
+        }
+        _ => {
             empty = Rendered::empty();
             &empty
         }
@@ -119,9 +133,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
         CONTENT_TYPE,
-        HeaderValue::from_static(EXPOSITION_CONTENT_TYPE),
+        HeaderValue::from_static(format.content_type()),
     );
-    resp_headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp_headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     let body = if accepts_gzip(&headers) {
         resp_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         let chunks = rendered.gzip_with_tail(&tail);

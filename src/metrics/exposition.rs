@@ -1,25 +1,49 @@
-//! Renders a [`Snapshot`] in the Prometheus text format (0.0.4), once per completed sweep, and
-//! keeps a gzip form of it that a scrape extends with the live self metrics without
+//! Renders a [`Snapshot`] once per completed sweep into the bytes every scrape shares, in one
+//! of two encodings: text, which is at once Prometheus text 0.0.4 and the snapshot's part of
+//! OpenMetrics (its families are gauges and one histogram, whose lines are the same in both;
+//! the only OpenMetrics-only line, `# UNIT`, is a comment to a 0.0.4 parser), and protobuf.
+//! Each keeps a gzip form that a scrape extends with the live self metrics without
 //! recompressing the snapshot: the cached part is a sync-flushed raw deflate stream, the live
 //! tail is a second deflate stream appended to it, and the CRC32s are combined, giving one
 //! ordinary gzip member that every client reads.
 //!
-//! While the next snapshot is rendered, the published one gives up its plain text
+//! While the next snapshot is rendered, the published one gives up its plain bytes
 //! ([`Rendered::without_text`]) so that two full expositions never sit in memory together; a
 //! plain scrape in that window is served by inflating the cached gzip form chunk by chunk.
-
-use std::io::Write;
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
+use crate::format::pb::{self, field};
+use crate::format::{unit_of, write_f64, write_header, write_sample, Format};
 use crate::metrics::snapshot::ChatMetrics;
 use crate::metrics::snapshot::{ChatRecord, Snapshot, SCORE_BUCKETS};
 
+pub use crate::format::escape_label_value;
+
 /// The content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = crate::format::TEXT_CONTENT_TYPE;
+
+/// The encodings a snapshot is rendered and cached in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Text: serves text 0.0.4 and OpenMetrics alike.
+    Text,
+    /// Protobuf `MetricFamily` messages.
+    Protobuf,
+}
+
+impl Encoding {
+    /// The cached encoding a response in `format` is built on.
+    pub fn of(format: Format) -> Encoding {
+        match format {
+            Format::Protobuf => Encoding::Protobuf,
+            Format::Text | Format::OpenMetrics { .. } => Encoding::Text,
+        }
+    }
+}
 
 /// How per-chat series are chosen and labelled.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,11 +69,11 @@ impl Default for RenderOptions {
     }
 }
 
-/// A rendered snapshot: the plain text and its cached gzip form, each as a list of shared
-/// chunks (a scrape sends them without copying; rendering never reallocates a large buffer).
+/// A rendered snapshot: its bytes and their cached gzip form, each as a list of shared chunks
+/// (a scrape sends them without copying; rendering never reallocates a large buffer).
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The exposition text of the snapshot metrics, in chunks; `None` once released (see
+    /// The encoded snapshot metrics, in chunks; `None` once released (see
     /// [`Rendered::without_text`]).
     text: Option<Vec<Bytes>>,
     /// gzip header plus the raw deflate of `text`, sync-flushed at the end, in chunks.
@@ -68,46 +92,35 @@ pub struct Rendered {
 /// which leaves the exposition about 40% larger than level 2 for little time saved.
 const GZIP_LEVEL: u32 = 2;
 
-/// Rendered text is cut into chunks of at most this size (one allocation each, sized to an
+/// Rendered bytes are cut into chunks of at most this size (one allocation each, sized to an
 /// allocator size class: a few bytes more would round up to the next class, 25% larger).
 const CHUNK: usize = 256 * 1024;
 
-/// A chunk is cut once fewer than this many bytes are left in it, so that the next sample line
-/// still fits (a longer line only makes its chunk grow).
+/// A chunk is cut once fewer than this many bytes are left in it, so that the next sample
+/// still fits (a longer one only makes its chunk grow).
 const LINE_ROOM: usize = 4096;
 
-/// Escapes a label value: backslash, double quote and newline; everything else (unicode
-/// included) is written as is.
-pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
-    // Almost no value needs escaping: copy it whole when none of the three bytes occurs.
-    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.extend_from_slice(value.as_bytes());
-        return;
-    }
-    for b in value.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            _ => out.push(b),
-        }
-    }
-}
+/// Every snapshot family's HELP says this: the exporter-writing guide asks that series served
+/// from a cache say so.
+const CACHED: &str = " From the last complete sweep, cached between sweeps.";
 
-/// Writes a sample value the way Prometheus parses it.
-fn write_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_nan() {
-        out.extend_from_slice(b"NaN");
-    } else if v.is_infinite() {
-        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
-    }
-}
+/// A gauge sample: labels and value.
+type GaugeSink<'a> = dyn FnMut(&[(&str, &str)], f64) + 'a;
+/// A histogram sample: labels, (upper bound, cumulative count) per bucket without +Inf,
+/// count and sum.
+type HistogramSink<'a> = dyn FnMut(&[(&str, &str)], &[(f64, u64)], u64, f64) + 'a;
 
-/// Writes samples into chunks, compressing and checksumming each finished chunk as it goes.
+/// Encodes one protobuf `Metric` into the buffer it is given.
+type MetricEncoder<'a> = dyn Fn(&mut Vec<u8>) + 'a;
+/// Takes each metric's encoder in turn.
+type MetricSink<'a> = dyn FnMut(&MetricEncoder<'_>) + 'a;
+
+/// Writes families into chunks, compressing and checksumming each finished chunk as it goes.
 struct Writer {
+    encoding: Encoding,
     out: Vec<u8>,
+    /// One protobuf `Metric` at a time, to learn its length before it is written.
+    scratch: Vec<u8>,
     series: usize,
     text: Vec<Bytes>,
     gzip: Vec<Bytes>,
@@ -117,9 +130,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn new() -> Self {
+    fn new(encoding: Encoding) -> Self {
         Writer {
+            encoding,
             out: Vec::with_capacity(CHUNK),
+            scratch: Vec::new(),
             series: 0,
             text: Vec::new(),
             gzip: vec![Bytes::from_static(&GZIP_HEADER)],
@@ -165,33 +180,137 @@ impl Writer {
         }
     }
 
-    fn header(&mut self, name: &str, help: &str) {
-        let _ = write!(self.out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+    /// A protobuf `MetricFamily` whose metrics `each` encodes one at a time into the scratch
+    /// buffer: run once to learn the family's length (written first, as the delimited format
+    /// wants), then again to write them.
+    fn pb_family(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: u64,
+        each: &dyn Fn(&mut MetricSink<'_>),
+    ) -> usize {
+        let mut len = pb::family_header_len(name, help, kind, unit_of(name));
+        let mut metrics = 0;
+        let scratch = &mut self.scratch;
+        each(&mut |encode| {
+            scratch.clear();
+            encode(scratch);
+            len += pb::bytes_field_len(scratch.len());
+            metrics += 1;
+        });
+        // A family without metrics is left out, as client libraries do.
+        if metrics == 0 {
+            return 0;
+        }
+        pb::varint(&mut self.out, len as u64);
+        pb::family_header(&mut self.out, name, help, kind, unit_of(name));
+        metrics = 0;
+        each(&mut |encode| {
+            self.scratch.clear();
+            encode(&mut self.scratch);
+            pb::bytes(&mut self.out, field::FAMILY_METRIC, &self.scratch);
+            metrics += 1;
+            self.cut(false);
+        });
+        metrics
     }
 
-    /// One sample; `labels` are (name, value) pairs.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.extend_from_slice(name.as_bytes());
-        if !labels.is_empty() {
-            self.out.push(b'{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(k.as_bytes());
-                self.out.extend_from_slice(b"=\"");
-                escape_label_value(&mut self.out, v);
-                self.out.push(b'"');
+    /// A gauge family; `each` calls its sink once per sample.
+    fn gauge(&mut self, name: &str, help: &str, each: &dyn Fn(&mut GaugeSink<'_>)) {
+        let help = format!("{help}{CACHED}");
+        match self.encoding {
+            Encoding::Text => {
+                write_header(&mut self.out, OPENMETRICS, name, &help, "gauge");
+                each(&mut |labels, v| {
+                    write_sample(&mut self.out, name, labels, None, v);
+                    self.out.push(b'\n');
+                    self.series += 1;
+                    self.cut(false);
+                });
             }
-            self.out.push(b'}');
+            Encoding::Protobuf => {
+                self.series += self.pb_family(name, &help, field::GAUGE, &|metric| {
+                    each(&mut |labels, v| {
+                        metric(&|m: &mut Vec<u8>| {
+                            for (k, val) in labels {
+                                pb::label_pair(m, field::METRIC_LABEL, k, val);
+                            }
+                            pb::message(m, field::METRIC_GAUGE, |g| pb::double(g, field::ONE, v));
+                        })
+                    })
+                });
+            }
         }
-        self.out.push(b' ');
-        write_f64(&mut self.out, value);
-        self.out.push(b'\n');
-        self.series += 1;
-        self.cut(false);
+    }
+
+    /// A histogram family; `each` calls its sink once per labelled histogram.
+    fn histogram(&mut self, name: &str, help: &str, each: &dyn Fn(&mut HistogramSink<'_>)) {
+        let help = format!("{help}{CACHED}");
+        let mut series = 0;
+        each(&mut |_, buckets, _, _| series += buckets.len() + 3);
+        match self.encoding {
+            Encoding::Text => {
+                write_header(&mut self.out, OPENMETRICS, name, &help, "histogram");
+                let (bucket, count_name, sum_name) = (
+                    format!("{name}_bucket"),
+                    format!("{name}_count"),
+                    format!("{name}_sum"),
+                );
+                let mut le = Vec::new();
+                each(&mut |labels, buckets, count, sum| {
+                    for (upper, n) in buckets {
+                        le.clear();
+                        write_f64(&mut le, *upper);
+                        let le = String::from_utf8_lossy(&le);
+                        write_sample(&mut self.out, &bucket, labels, Some(("le", &le)), *n as f64);
+                        self.out.push(b'\n');
+                    }
+                    write_sample(
+                        &mut self.out,
+                        &bucket,
+                        labels,
+                        Some(("le", "+Inf")),
+                        count as f64,
+                    );
+                    self.out.push(b'\n');
+                    write_sample(&mut self.out, &count_name, labels, None, count as f64);
+                    self.out.push(b'\n');
+                    write_sample(&mut self.out, &sum_name, labels, None, sum);
+                    self.out.push(b'\n');
+                    self.cut(false);
+                });
+            }
+            Encoding::Protobuf => {
+                self.pb_family(name, &help, field::HISTOGRAM, &|metric| {
+                    each(&mut |labels, buckets, count, sum| {
+                        metric(&|m: &mut Vec<u8>| {
+                            for (k, val) in labels {
+                                pb::label_pair(m, field::METRIC_LABEL, k, val);
+                            }
+                            pb::message(m, field::METRIC_HISTOGRAM, |h| {
+                                pb::uint(h, field::H_COUNT, count);
+                                pb::double(h, field::H_SUM, sum);
+                                for (upper, n) in buckets {
+                                    pb::message(h, field::H_BUCKET, |b| {
+                                        pb::uint(b, field::B_COUNT, *n);
+                                        pb::double(b, field::B_UPPER, *upper);
+                                    });
+                                }
+                            });
+                        })
+                    })
+                });
+            }
+        }
+        self.series += series;
     }
 }
+
+/// The snapshot's text is shared by text 0.0.4 and OpenMetrics: its headers are written the
+/// OpenMetrics way (a `# UNIT` line where the name has a unit). Its HELP texts hold no double
+/// quote or backslash, so their escaping is the same in both (a test holds them to that).
+const OPENMETRICS: Format = Format::OpenMetrics { legacy: false };
 
 fn bool_label(b: bool) -> &'static str {
     if b {
@@ -207,157 +326,162 @@ fn archived_label(a: Option<bool>) -> &'static str {
     a.map_or("unknown", bool_label)
 }
 
-/// Renders the snapshot's metrics.
+/// Renders the snapshot's metrics as text (text 0.0.4 and OpenMetrics).
 pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
+    render_snapshot_as(snap, opts, Encoding::Text)
+}
+
+/// Renders the snapshot's metrics in `encoding`.
+pub fn render_snapshot_as(snap: &Snapshot, opts: &RenderOptions, encoding: Encoding) -> Rendered {
     let (chats, dropped) = snap.chats_for_series(
         opts.chat_metrics,
         opts.unhealthy_score,
         opts.max_chat_series,
     );
-    let mut w = Writer::new();
+    let mut w = Writer::new(encoding);
 
     per_chat(&mut w, snap, &chats, opts);
 
-    w.header(
+    w.gauge(
         "linq_chats",
         "Chats by number, service, group and archived state.",
+        &|emit| {
+            for ((phone, service, group, archived), n) in &snap.chat_counts {
+                emit(
+                    &[
+                        ("phone_number", phone),
+                        ("service", service),
+                        ("is_group", bool_label(*group)),
+                        ("is_archived", archived_label(*archived)),
+                    ],
+                    *n as f64,
+                );
+            }
+        },
     );
-    for ((phone, service, group, archived), n) in &snap.chat_counts {
-        w.sample(
-            "linq_chats",
-            &[
-                ("phone_number", phone),
-                ("service", service),
-                ("is_group", bool_label(*group)),
-                ("is_archived", archived_label(*archived)),
-            ],
-            *n as f64,
-        );
-    }
-    w.header(
+    w.gauge(
         "linq_chat_participants",
         "Chat participants other than the account's own handle, by number, handle service and status, across all chats.",
+        &|emit| {
+            for ((phone, service, status), n) in &snap.participants {
+                emit(
+                    &[
+                        ("phone_number", phone),
+                        ("service", service),
+                        ("status", status),
+                    ],
+                    *n as f64,
+                );
+            }
+        },
     );
-    for ((phone, service, status), n) in &snap.participants {
-        w.sample(
-            "linq_chat_participants",
-            &[
-                ("phone_number", phone),
-                ("service", service),
-                ("status", status),
-            ],
-            *n as f64,
-        );
-    }
-    w.header(
+    w.gauge(
         "linq_chats_by_health_status",
         "Chats carrying each health_status, by number.",
+        &|emit| {
+            for ((phone, status), n) in &snap.by_status {
+                emit(&[("phone_number", phone), ("status", status)], *n as f64);
+            }
+        },
     );
-    for ((phone, status), n) in &snap.by_status {
-        w.sample(
-            "linq_chats_by_health_status",
-            &[("phone_number", phone), ("status", status)],
-            *n as f64,
-        );
-    }
-    w.header(
+    w.histogram(
         "linq_chats_by_health_score",
-        "Scored chats with health_score at or below le (cumulative), by number.",
+        "Distribution of health_score over each number's scored chats (a gauge histogram: it describes the current sweep and goes down as well as up, so read it without rate()).",
+        &|emit| {
+            for (phone, h) in &snap.score_buckets {
+                let buckets: [(f64, u64); 10] =
+                    std::array::from_fn(|i| (f64::from(SCORE_BUCKETS[i]), h.le[i]));
+                emit(&[("phone_number", phone)], &buckets, h.count, h.sum);
+            }
+        },
     );
-    let mut le_buf = String::new();
-    for (phone, buckets) in &snap.score_buckets {
-        for (le, n) in SCORE_BUCKETS.iter().zip(buckets) {
-            le_buf.clear();
-            let _ = std::fmt::Write::write_fmt(&mut le_buf, format_args!("{le}"));
-            w.sample(
-                "linq_chats_by_health_score",
-                &[("phone_number", phone), ("le", &le_buf)],
-                *n as f64,
-            );
-        }
-    }
 
     // linq_phone_number_reputation is live (crate::telemetry): a webhook updates it at once.
 
-    w.header(
+    w.gauge(
         "linq_phone_number_info",
         "1 for each of the account's numbers, with its line type (iMessage or RCS, from GET /v3/phone_numbers; unknown when not given).",
+        &|emit| {
+            for (phone, line_type) in &snap.line_types {
+                emit(&[("phone_number", phone), ("line_type", line_type)], 1.0);
+            }
+        },
     );
-    for (phone, line_type) in &snap.line_types {
-        w.sample(
-            "linq_phone_number_info",
-            &[("phone_number", phone), ("line_type", line_type)],
-            1.0,
-        );
-    }
 
     w.finish(dropped)
 }
 
 fn per_chat(w: &mut Writer, snap: &Snapshot, chats: &[&ChatRecord], opts: &RenderOptions) {
-    w.header(
+    w.gauge(
         "linq_chat_health_score",
         "health_score.score of each chat that has one (0-100, beta field).",
+        &|emit| {
+            for c in chats {
+                if let Some(score) = c.score() {
+                    emit(
+                        &[
+                            ("chat_id", &c.id),
+                            ("phone_number", snap.label(c.phone_number)),
+                        ],
+                        score,
+                    );
+                }
+            }
+        },
     );
-    for c in chats {
-        if let Some(score) = c.score() {
-            w.sample(
-                "linq_chat_health_score",
-                &[
-                    ("chat_id", &c.id),
-                    ("phone_number", snap.label(c.phone_number)),
-                ],
-                score,
-            );
-        }
-    }
-    w.header(
+    w.gauge(
         "linq_chat_health_status",
         "1 for the current health_status.status of each chat that carries one.",
+        &|emit| {
+            for c in chats {
+                if let Some(status) = c.status() {
+                    emit(
+                        &[
+                            ("chat_id", &c.id),
+                            ("phone_number", snap.label(c.phone_number)),
+                            ("status", snap.label(status)),
+                        ],
+                        1.0,
+                    );
+                }
+            }
+        },
     );
-    for c in chats {
-        if let Some(status) = c.status() {
-            w.sample(
-                "linq_chat_health_status",
-                &[
-                    ("chat_id", &c.id),
-                    ("phone_number", snap.label(c.phone_number)),
-                    ("status", snap.label(status)),
-                ],
-                1.0,
-            );
-        }
-    }
-    w.header(
+    w.gauge(
         "linq_chat_health_updated_timestamp_seconds",
         "Unix time of each chat's last health change (health_status.updated_at, else health_score.updated_at).",
+        &|emit| {
+            for c in chats {
+                if let Some(t) = c.health_updated() {
+                    emit(
+                        &[
+                            ("chat_id", &c.id),
+                            ("phone_number", snap.label(c.phone_number)),
+                        ],
+                        t as f64,
+                    );
+                }
+            }
+        },
     );
-    for c in chats {
-        if let Some(t) = c.health_updated() {
-            w.sample(
-                "linq_chat_health_updated_timestamp_seconds",
-                &[
-                    ("chat_id", &c.id),
+    w.gauge(
+        "linq_chat_info",
+        "1 per chat, with its descriptive labels.",
+        &|emit| {
+            for c in chats {
+                let base = [
+                    ("chat_id", &*c.id),
                     ("phone_number", snap.label(c.phone_number)),
-                ],
-                t as f64,
-            );
-        }
-    }
-    w.header("linq_chat_info", "1 per chat, with its descriptive labels.");
-    for c in chats {
-        let mut labels: Vec<(&str, &str)> = vec![
-            ("chat_id", &c.id),
-            ("phone_number", snap.label(c.phone_number)),
-            ("service", snap.label(c.service)),
-            ("is_group", bool_label(c.is_group)),
-            ("is_archived", archived_label(c.is_archived)),
-        ];
-        if opts.display_name {
-            labels.push(("display_name", c.display_name.as_deref().unwrap_or("")));
-        }
-        w.sample("linq_chat_info", &labels, 1.0);
-    }
+                    ("service", snap.label(c.service)),
+                    ("is_group", bool_label(c.is_group)),
+                    ("is_archived", archived_label(c.is_archived)),
+                    ("display_name", c.display_name.as_deref().unwrap_or("")),
+                ];
+                let n = if opts.display_name { 6 } else { 5 };
+                emit(&base[..n], 1.0);
+            }
+        },
+    );
 }
 
 /// The plain exposition of a scrape, chunk by chunk (see [`Rendered::plain_with_tail`]).
@@ -468,7 +592,7 @@ fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut Vec<u8>, flush: Fl
 impl Rendered {
     /// An empty snapshot (before the first complete sweep): only the self metrics are served.
     pub fn empty() -> Self {
-        Writer::new().finish(0)
+        Writer::new(Encoding::Text).finish(0)
     }
 
     /// The same snapshot without its plain text (the gzip form is shared, not copied). The
@@ -599,13 +723,115 @@ mod tests {
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(r.series, samples);
         // 2 scores + 2 statuses + 3 health timestamps + 4 info + 4 chat counts + 5 participants
-        // + 9 status counts + 20 score buckets
-        assert_eq!(samples, 49);
+        // + 9 status counts + 2 score histograms (10 buckets, +Inf, count, sum)
+        assert_eq!(samples, 55);
         assert!(text.contains(
             "linq_chat_health_score{chat_id=\"chat-4\",phone_number=\"unknown\"} 12.5\n"
         ));
-        assert!(text
-            .contains("linq_chats_by_health_score{phone_number=\"+14155551234\",le=\"90\"} 1\n"));
+        for line in [
+            "# TYPE linq_chats_by_health_score histogram\n",
+            "linq_chats_by_health_score_bucket{phone_number=\"+14155551234\",le=\"80\"} 0\n",
+            "linq_chats_by_health_score_bucket{phone_number=\"+14155551234\",le=\"90\"} 1\n",
+            "linq_chats_by_health_score_bucket{phone_number=\"+14155551234\",le=\"+Inf\"} 1\n",
+            "linq_chats_by_health_score_count{phone_number=\"+14155551234\"} 1\n",
+            "linq_chats_by_health_score_sum{phone_number=\"+14155551234\"} 82\n",
+            "linq_chats_by_health_score_bucket{phone_number=\"unknown\",le=\"10\"} 0\n",
+            "linq_chats_by_health_score_bucket{phone_number=\"unknown\",le=\"20\"} 1\n",
+            "linq_chats_by_health_score_sum{phone_number=\"unknown\"} 12.5\n",
+            "# UNIT linq_chat_health_updated_timestamp_seconds seconds\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Shared by text 0.0.4 and OpenMetrics: no HELP may need escaping differently.
+        for help in text.lines().filter(|l| l.starts_with("# HELP")) {
+            assert!(!help.contains('"') && !help.contains('\\'), "{help}");
+            assert!(help.ends_with(CACHED), "{help}");
+        }
+    }
+
+    #[allow(dead_code, missing_docs)]
+    mod metrics_proto {
+        include!("../../tests/common/metrics_proto.rs");
+    }
+
+    #[test]
+    fn protobuf_carries_the_same_samples() {
+        let s = snapshot();
+        let text = render_snapshot(&s, &RenderOptions::default());
+        let pb = render_snapshot_as(&s, &RenderOptions::default(), Encoding::Protobuf);
+        assert_eq!(pb.series, text.series);
+        let families = metrics_proto::decode_families(&pb.text());
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "linq_chat_health_score",
+                "linq_chat_health_status",
+                "linq_chat_health_updated_timestamp_seconds",
+                "linq_chat_info",
+                "linq_chats",
+                "linq_chat_participants",
+                "linq_chats_by_health_status",
+                "linq_chats_by_health_score",
+            ]
+        );
+        let score = &families[0];
+        assert_eq!(score.r#type, Some(1));
+        assert!(score.help.as_deref().is_some_and(|h| h.ends_with(CACHED)));
+        let chat4 = score
+            .metric
+            .iter()
+            .find(|m| m.label("chat_id") == Some("chat-4"))
+            .expect("chat-4");
+        assert_eq!(chat4.label("phone_number"), Some("unknown"));
+        assert_eq!(chat4.gauge.as_ref().and_then(|g| g.value), Some(12.5));
+        assert_eq!(families[2].unit.as_deref(), Some("seconds"));
+        let hist = &families[7];
+        assert_eq!(hist.r#type, Some(4));
+        let me = hist
+            .metric
+            .iter()
+            .find(|m| m.label("phone_number") == Some("+14155551234"))
+            .and_then(|m| m.histogram.as_ref())
+            .expect("histogram");
+        assert_eq!((me.sample_count, me.sample_sum), (Some(1), Some(82.0)));
+        let buckets: Vec<(f64, u64)> = me
+            .bucket
+            .iter()
+            .map(|b| {
+                (
+                    b.upper_bound.unwrap_or(0.0),
+                    b.cumulative_count.unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(buckets.len(), 10);
+        assert_eq!(buckets[7], (80.0, 0));
+        assert_eq!(buckets[8], (90.0, 1));
+        // The protobuf form is gzip-cached like the text.
+        let gz = pb.gzip_with_tail(b"").concat();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("valid gzip");
+        assert_eq!(plain, pb.text());
+    }
+
+    #[test]
+    fn protobuf_of_a_large_snapshot_decodes_across_chunks() {
+        let r = render_snapshot_as(
+            &copies_of_one_chat(6000),
+            &RenderOptions::default(),
+            Encoding::Protobuf,
+        );
+        assert!(r.text.as_ref().is_some_and(|t| t.len() > 2));
+        let families = metrics_proto::decode_families(&r.text());
+        let info = families
+            .iter()
+            .find(|f| f.name() == "linq_chat_info")
+            .expect("info");
+        assert_eq!(info.metric.len(), 6000);
+        assert_eq!(info.metric[5999].label("chat_id"), Some("chat-05999"));
     }
 
     #[test]
@@ -620,7 +846,7 @@ mod tests {
         let text = String::from_utf8(r.text()).expect("utf8");
         assert!(!text.lines().any(|l| l.starts_with("linq_chat_info{")));
         assert!(text.contains("linq_chats{"));
-        assert_eq!(r.series, 4 + 5 + 9 + 20);
+        assert_eq!(r.series, 4 + 5 + 9 + 26);
     }
 
     #[test]
@@ -631,12 +857,12 @@ mod tests {
             "{:?} chunks",
             r.text.as_ref().map(Vec::len)
         );
-        assert_eq!(r.series, 6000 * 4 + 1 + 1 + 4 + 10);
+        assert_eq!(r.series, 6000 * 4 + 1 + 1 + 4 + 13);
         let text = r.text();
         assert_eq!(
             text.iter().filter(|&&c| c == b'\n').count(),
-            r.series + 2 * 9,
-            "one HELP and one TYPE line per family"
+            r.series + 2 * 9 + 1,
+            "one HELP and one TYPE line per family, one UNIT"
         );
         let gz = r.gzip_with_tail(b"linq_up 1\n").concat();
         let mut plain = Vec::new();

@@ -226,6 +226,18 @@ pub type ChatCountKey = (Arc<str>, Arc<str>, bool, Option<bool>);
 /// Key of `linq_chat_participants`: (phone_number, service, status).
 pub type ParticipantKey = (Arc<str>, Arc<str>, Arc<str>);
 
+/// The health scores of one number's chats: cumulative counts at each [`SCORE_BUCKETS`]
+/// bound, and every scored chat's count and sum (a score above 100 counts only there).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScoreHistogram {
+    /// Scored chats at or below each bound.
+    pub le: [u64; 10],
+    /// Scored chats.
+    pub count: u64,
+    /// Sum of their scores.
+    pub sum: f64,
+}
+
 /// A complete, immutable view of the account after one successful sweep.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -240,8 +252,8 @@ pub struct Snapshot {
     pub participants: BTreeMap<ParticipantKey, u64>,
     /// Chats by (number, health status).
     pub by_status: BTreeMap<(Arc<str>, Arc<str>), u64>,
-    /// Cumulative scored-chat counts per number, one per [`SCORE_BUCKETS`] bound.
-    pub score_buckets: BTreeMap<Arc<str>, [u64; 10]>,
+    /// The distribution of health scores per number.
+    pub score_buckets: BTreeMap<Arc<str>, ScoreHistogram>,
     /// Every `phone_number` label value in the snapshot.
     pub phone_numbers: BTreeSet<Arc<str>>,
     /// Pages fetched.
@@ -489,7 +501,7 @@ impl SnapshotBuilder {
             FxHashMap::default();
         let mut people: FxHashMap<(Label, Label, Label), u64> = FxHashMap::default();
         let mut by_status: FxHashMap<(Label, Label), u64> = FxHashMap::default();
-        let mut buckets: FxHashMap<Label, [u64; 10]> = FxHashMap::default();
+        let mut buckets: FxHashMap<Label, ScoreHistogram> = FxHashMap::default();
         let mut last_phone = None;
         for (r, origin) in chats.iter().zip(&origins) {
             // Chats of one walk share a number: skip the set insert while it repeats.
@@ -516,9 +528,11 @@ impl SnapshotBuilder {
                 let b = buckets.entry(r.phone_number).or_default();
                 for (i, le) in SCORE_BUCKETS.iter().enumerate() {
                     if score <= f64::from(*le) {
-                        b[i] += 1;
+                        b.le[i] += 1;
                     }
                 }
+                b.count += 1;
+                b.sum += score;
             }
         }
         drop((participants, origins));
@@ -812,12 +826,12 @@ mod tests {
         assert_eq!(s.by_status.len(), 9);
 
         assert_eq!(
-            s.score_buckets.get(&me),
-            Some(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+            s.score_buckets.get(&me).map(|h| h.le),
+            Some([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
         );
         assert_eq!(
-            s.score_buckets.get(&unknown),
-            Some(&[0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+            s.score_buckets.get(&unknown).map(|h| h.le),
+            Some([0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
         );
         // health_status.updated_at wins over health_score.updated_at
         assert_eq!(s.chats[0].health_updated(), Some(1_777_716_000));

@@ -16,7 +16,7 @@ use crate::api::error::{ApiError, ErrorKind, SweepError};
 use crate::api::models::PhoneNumbersPage;
 use crate::api::pagination::CursorWalk;
 use crate::config::{ApiKeySource, Secret};
-use crate::metrics::exposition::{render_snapshot, RenderOptions};
+use crate::metrics::exposition::{render_snapshot, render_snapshot_as, Encoding, RenderOptions};
 use crate::metrics::snapshot::{Snapshot, SnapshotBuilder};
 use crate::sweep::cpu::CpuThread;
 use crate::sweep::state::{AppState, ChatDirectory, LastSweep, Published};
@@ -147,15 +147,19 @@ impl Poller {
                     .phone_numbers
                     .then(|| snapshot.reputations.clone());
                 let want_directory = self.state.wants_directory();
-                let (rendered, summary, directory) = self
+                let want_protobuf = self.state.wants_protobuf(SystemTime::now());
+                let (rendered, protobuf, summary, directory) = self
                     .render_cpu
                     .run(move || {
                         let rendered = render_snapshot(&snapshot, &render);
+                        // Only while scrapes ask for it (see AppState::wants_protobuf).
+                        let protobuf = want_protobuf
+                            .then(|| render_snapshot_as(&snapshot, &render, Encoding::Protobuf));
                         let summary = snapshot.summary();
                         // Only for the webhook receiver: which number and service each chat is.
                         let directory =
                             want_directory.then(|| ChatDirectory::from_snapshot(&snapshot));
-                        (rendered, summary, directory)
+                        (rendered, protobuf, summary, directory)
                     })
                     .await;
                 m.series.set(rendered.series as i64);
@@ -170,6 +174,7 @@ impl Poller {
                 }
                 self.state.publish(Published {
                     rendered,
+                    protobuf,
                     summary,
                     completed_at: now,
                 });

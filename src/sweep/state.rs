@@ -2,7 +2,7 @@
 //! self metrics, and the poller's liveness. Created once in `run` and passed through axum `State`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -14,13 +14,19 @@ use crate::telemetry::SelfMetrics;
 /// A published snapshot.
 #[derive(Debug)]
 pub struct Published {
-    /// The rendered exposition.
+    /// The rendered exposition as text (text 0.0.4 and OpenMetrics).
     pub rendered: Rendered,
+    /// The protobuf rendering, when protobuf scrapes came within [`PROTOBUF_WANTED_FOR`].
+    pub protobuf: Option<Rendered>,
     /// For the status page.
     pub summary: Summary,
     /// When the sweep completed.
     pub completed_at: SystemTime,
 }
+
+/// How long after a protobuf scrape each sweep still renders the protobuf form: longer than
+/// any sensible scrape interval, so that it is not dropped between two scrapes.
+pub const PROTOBUF_WANTED_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// How the last sweep ended.
 #[derive(Debug, Clone)]
@@ -111,6 +117,8 @@ pub struct AppState {
     pub telemetry_path: String,
     wants_directory: AtomicBool,
     directory: tokio::sync::watch::Sender<Arc<ChatDirectory>>,
+    /// Unix seconds of the last scrape that preferred protobuf (0: never).
+    protobuf_asked_at: AtomicU64,
 }
 
 impl AppState {
@@ -131,7 +139,26 @@ impl AppState {
             telemetry_path,
             wants_directory: AtomicBool::new(false),
             directory: tokio::sync::watch::Sender::new(Arc::new(ChatDirectory::default())),
+            protobuf_asked_at: AtomicU64::new(0),
         }
+    }
+
+    /// Records that a scrape preferred protobuf at `now`: sweeps render that form from now on.
+    pub fn protobuf_asked(&self, now: SystemTime) {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
+        self.protobuf_asked_at.store(secs, Ordering::Relaxed);
+    }
+
+    /// Whether a sweep ending at `now` renders the protobuf form: only while scrapes ask for it,
+    /// so a format nobody reads takes no memory.
+    pub fn wants_protobuf(&self, now: SystemTime) -> bool {
+        let asked = self.protobuf_asked_at.load(Ordering::Relaxed);
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        asked > 0 && now.saturating_sub(asked) <= PROTOBUF_WANTED_FOR.as_secs()
     }
 
     /// Asks the poller to publish a [`ChatDirectory`] with each snapshot (the webhook receiver).
@@ -188,6 +215,7 @@ impl AppState {
         if let Some(p) = slot.as_ref().filter(|p| p.rendered.has_text()) {
             let released = Published {
                 rendered: p.rendered.without_text(),
+                protobuf: p.protobuf.as_ref().map(Rendered::without_text),
                 summary: p.summary.clone(),
                 completed_at: p.completed_at,
             };

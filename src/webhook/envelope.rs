@@ -54,8 +54,53 @@ impl MessageEvent {
     }
 }
 
+/// A timestamp of the payload, as the latency histograms read it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Stamp {
+    /// Absent or null.
+    #[default]
+    Missing,
+    /// Present but not an RFC 3339 time.
+    Invalid,
+    /// Unix seconds.
+    At(f64),
+}
+
+impl Stamp {
+    fn read(v: Option<&Value>) -> Stamp {
+        match v {
+            None | Some(Value::Null) => Stamp::Missing,
+            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| {
+                    Stamp::At(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+                })
+                .unwrap_or(Stamp::Invalid),
+            Some(_) => Stamp::Invalid,
+        }
+    }
+
+    fn first(v: &Value, paths: &[&[&str]]) -> Stamp {
+        paths
+            .iter()
+            .map(|p| Stamp::read(at(v, p)))
+            .find(|s| *s != Stamp::Missing)
+            .unwrap_or(Stamp::Missing)
+    }
+}
+
+/// A message's timestamps (`sent_at`, `delivered_at`, `read_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MessageTimes {
+    /// When Linq sent it.
+    pub sent_at: Stamp,
+    /// When the recipient's device had it.
+    pub delivered_at: Stamp,
+    /// When the recipient read it.
+    pub read_at: Stamp,
+}
+
 /// What the metrics take from an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Detail {
     /// A message event.
     Message {
@@ -69,6 +114,8 @@ pub enum Detail {
         service: Option<String>,
         /// `message.failed`: Linq's error code, as sent.
         error_code: Option<String>,
+        /// The message's timestamps.
+        times: MessageTimes,
     },
     /// `phone_number.status_updated`.
     PhoneStatus {
@@ -84,10 +131,14 @@ pub enum Detail {
 }
 
 /// A decoded envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// `event_id`, for deduplication.
     pub event_id: Option<String>,
+    /// The envelope's `created_at`: when Linq created the event.
+    pub created_at: Stamp,
+    /// The envelope's `trace_id` (the exemplar of its latency observations).
+    pub trace_id: Option<String>,
     /// `event_type`, as sent.
     pub event_type: String,
     /// What the metrics take from it.
@@ -157,6 +208,15 @@ pub fn parse(body: &[u8]) -> Result<Event, Malformed> {
             error_code: (event == MessageEvent::Failed)
                 .then(|| first(data, &[&["code"], &["error", "code"], &["error_code"]]))
                 .flatten(),
+            // 2026-02-03 has them at the top of `data`, 2025-01-01 under `data.message`.
+            times: MessageTimes {
+                sent_at: Stamp::first(data, &[&["sent_at"], &["message", "sent_at"]]),
+                delivered_at: Stamp::first(
+                    data,
+                    &[&["delivered_at"], &["message", "delivered_at"]],
+                ),
+                read_at: Stamp::first(data, &[&["read_at"], &["message", "read_at"]]),
+            },
         }
     } else if event_type == "phone_number.status_updated" {
         match first(data, &[&["phone_number"]]) {
@@ -179,6 +239,8 @@ pub fn parse(body: &[u8]) -> Result<Event, Malformed> {
     };
     Ok(Event {
         event_id,
+        created_at: Stamp::read(v.get("created_at")),
+        trace_id: text(v.get("trace_id")),
         event_type,
         detail,
     })
@@ -206,6 +268,7 @@ mod tests {
                 owner: Some("+12025551234".into()),
                 service: Some("SMS".into()),
                 error_code: None,
+                times: MessageTimes::default(),
             }
         );
     }
@@ -224,6 +287,7 @@ mod tests {
                 owner: None,
                 service: None,
                 error_code: Some("4001".into()),
+                times: MessageTimes::default(),
             }
         );
     }
@@ -261,5 +325,52 @@ mod tests {
         ] {
             assert!(parse(body).is_err(), "{body:?}");
         }
+    }
+
+    #[test]
+    fn message_timestamps_and_envelope_time() {
+        let e = parse(
+            br#"{"event_type":"message.read","event_id":"e1","created_at":"2026-02-05T19:13:58.833366566Z",
+            "trace_id":"cbb93c08fa1a3f3c4c2efc161d67f36d",
+            "data":{"chat":{"id":"c-1"},"sent_at":"2026-02-05T19:13:57.814Z",
+            "delivered_at":"2026-02-05T19:13:57.948Z","read_at":"yesterday"}}"#,
+        )
+        .expect("envelope");
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("cbb93c08fa1a3f3c4c2efc161d67f36d")
+        );
+        assert_eq!(
+            e.created_at,
+            Stamp::At(1_770_318_838.0 + 833_366_566.0 / 1e9)
+        );
+        let Detail::Message { times, .. } = e.detail else {
+            panic!("a message event");
+        };
+        assert_eq!(
+            times.sent_at,
+            Stamp::At(1_770_318_837.0 + 814_000_000.0 / 1e9)
+        );
+        assert_eq!(
+            times.delivered_at,
+            Stamp::At(1_770_318_837.0 + 948_000_000.0 / 1e9)
+        );
+        assert_eq!(times.read_at, Stamp::Invalid);
+        // 2025-01-01: under data.message; null is missing, a number is invalid.
+        let legacy = parse(
+            br#"{"event_type":"message.delivered","created_at":12,
+            "data":{"chat_id":"c","message":{"delivered_at":"2026-02-05T19:52:22.291Z","read_at":null,"sent_at":5}}}"#,
+        )
+        .expect("envelope");
+        assert_eq!(legacy.created_at, Stamp::Invalid);
+        let Detail::Message { times, .. } = legacy.detail else {
+            panic!("a message event");
+        };
+        assert_eq!(
+            times.delivered_at,
+            Stamp::At(1_770_321_142.0 + 291_000_000.0 / 1e9)
+        );
+        assert_eq!(times.read_at, Stamp::Missing);
+        assert_eq!(times.sent_at, Stamp::Invalid);
     }
 }

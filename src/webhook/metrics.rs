@@ -5,13 +5,14 @@
 //! `linq_webhook_labels_capped_total{label}`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
+use crate::format::histogram::HistogramVec;
 use crate::sweep::state::ChatDirectory;
 use crate::telemetry::{SelfMetrics, StatusGauge};
-use crate::webhook::envelope::{Detail, Event, MessageEvent};
+use crate::webhook::envelope::{Detail, Event, MessageEvent, Stamp};
 use crate::webhook::verify::Rejection;
 
 /// Why a request was refused or ignored (the `reason` label).
@@ -67,6 +68,18 @@ impl From<Rejection> for Rejected {
 /// failure series start at zero too, so `rate()` and the failure alerts have them from the start.
 const DOCUMENTED_ERROR_CODES: [&str; 2] = ["3007", "4001"];
 
+/// Classic bucket bounds (seconds) of the latency histograms: messaging spans a tenth of a
+/// second (a webhook's lag, an iMessage delivery) to a day (a message read the next morning).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+    21600.0, 86400.0,
+];
+
+/// The `histogram` label of `linq_webhook_timestamps_unobserved_total`.
+const UNOBSERVED_HISTOGRAMS: [&str; 3] = ["delivery", "read", "lag"];
+/// Its `reason` label.
+const UNOBSERVED_REASONS: [&str; 3] = ["missing", "invalid", "negative"];
+
 /// Distinct values accepted per capped label before `other`.
 const EVENT_TYPE_CAP: usize = 128;
 const SERVICE_CAP: usize = 16;
@@ -85,6 +98,10 @@ pub struct WebhookMetrics {
     line_status: StatusGauge,
     capped: IntCounterVec,
     evictions: IntCounter,
+    delivery: Arc<HistogramVec>,
+    read: Arc<HistogramVec>,
+    lag: Arc<HistogramVec>,
+    unobserved: IntCounterVec,
     seen_values: Mutex<HashMap<&'static str, HashSet<String>>>,
 }
 
@@ -141,8 +158,42 @@ impl WebhookMetrics {
             "linq_webhook_dedupe_evictions_total",
             "Event ids forgotten before their 35-minute window to keep the dedupe memory bounded.",
         )?;
+        let unobserved = IntCounterVec::new(
+            Opts::new(
+                "linq_webhook_timestamps_unobserved_total",
+                "Latency observations not made: histogram (delivery, read, lag) and reason (missing, invalid, or negative: clock skew).",
+            ),
+            &["histogram", "reason"],
+        )?;
+        let delivery = Arc::new(HistogramVec::new(
+            "linq_message_delivery_seconds",
+            "Time from sent_at to delivered_at of messages, from message.delivered webhooks, by the account's number and service.",
+            &["phone_number", "service"],
+            LATENCY_BUCKETS,
+        ));
+        let read = Arc::new(HistogramVec::new(
+            "linq_message_read_seconds",
+            "Time from delivered_at to read_at of messages, from message.read webhooks, by the account's number and service.",
+            &["phone_number", "service"],
+            LATENCY_BUCKETS,
+        ));
+        let lag = Arc::new(HistogramVec::new(
+            "linq_webhook_delivery_lag_seconds",
+            "Time from a webhook event's created_at to its receipt, by event type.",
+            &["event_type"],
+            LATENCY_BUCKETS,
+        ));
+        for h in [&delivery, &read, &lag] {
+            registry.register_histogram(h.clone());
+        }
+        for histogram in UNOBSERVED_HISTOGRAMS {
+            for reason in UNOBSERVED_REASONS {
+                unobserved.with_label_values(&[histogram, reason]);
+            }
+        }
         for c in [
-            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(unobserved.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(events.clone()),
             Box::new(rejected.clone()),
             Box::new(last_event.clone()),
             Box::new(messages.clone()),
@@ -174,6 +225,10 @@ impl WebhookMetrics {
             line_status: StatusGauge::new(line_status),
             capped,
             evictions,
+            delivery,
+            read,
+            lag,
+            unobserved,
             seen_values: Mutex::new(HashMap::new()),
         })
     }
@@ -191,6 +246,21 @@ impl WebhookMetrics {
         }
         self.capped.with_label_values(&[label]).inc();
         "other"
+    }
+
+    /// `to - from` in seconds, or `None` (counted under its reason) when either is missing or
+    /// invalid or the difference is negative (clock skew).
+    fn latency(&self, histogram: &str, from: Stamp, to: Stamp) -> Option<f64> {
+        let reason = match (from, to) {
+            (Stamp::At(a), Stamp::At(b)) if b >= a => return Some(b - a),
+            (Stamp::At(_), Stamp::At(_)) => "negative",
+            (Stamp::Invalid, _) | (_, Stamp::Invalid) => "invalid",
+            _ => "missing",
+        };
+        self.unobserved
+            .with_label_values(&[histogram, reason])
+            .inc();
+        None
     }
 
     /// Counts a refused or ignored request.
@@ -213,6 +283,8 @@ impl WebhookMetrics {
                 self.messages
                     .with_label_values(&[number, service, e.as_str()]);
             }
+            self.delivery.init(&[number, service]);
+            self.read.init(&[number, service]);
             for code in DOCUMENTED_ERROR_CODES {
                 self.capped("error_code", code, ERROR_CODE_CAP);
                 self.failures.with_label_values(&[number, service, code]);
@@ -231,6 +303,11 @@ impl WebhookMetrics {
         let event_type = self.capped("event_type", &event.event_type, EVENT_TYPE_CAP);
         self.events.with_label_values(&[event_type]).inc();
         self.last_event.set(now);
+        let trace_id = event.trace_id.as_deref();
+        let lag = self.latency("lag", event.created_at, Stamp::At(now));
+        if let Some(lag) = lag {
+            self.lag.observe(&[event_type], lag, trace_id, now);
+        }
         match &event.detail {
             Detail::Message {
                 event,
@@ -238,6 +315,7 @@ impl WebhookMetrics {
                 owner,
                 service,
                 error_code,
+                times,
             } => {
                 let known = chat_id.as_deref().and_then(|id| directory.chat(id));
                 // The account's own number: the payload's, when it is one of the account's,
@@ -255,6 +333,20 @@ impl WebhookMetrics {
                 self.messages
                     .with_label_values(&[number, service, event.as_str()])
                     .inc();
+                let latency = match event {
+                    MessageEvent::Delivered => Some((
+                        &self.delivery,
+                        self.latency("delivery", times.sent_at, times.delivered_at),
+                    )),
+                    MessageEvent::Read => Some((
+                        &self.read,
+                        self.latency("read", times.delivered_at, times.read_at),
+                    )),
+                    _ => None,
+                };
+                if let Some((histogram, Some(seconds))) = latency {
+                    histogram.observe(&[number, service], seconds, trace_id, now);
+                }
                 if *event == MessageEvent::Failed {
                     let code = error_code.as_deref().unwrap_or("unknown");
                     let code = self.capped("error_code", code, ERROR_CODE_CAP);
