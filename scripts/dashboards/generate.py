@@ -144,6 +144,29 @@ MESSAGE_EVENT_COLORS = {
 }
 
 
+# linq_chats_by_health_score is a classic histogram (issue 18): each number's scored chats in
+# cumulative buckets _bucket{le} with le 10, 20, ..., 100 and +Inf, plus _sum and _count. Prometheus
+# 3 stores classic-histogram le values normalised ("100" as "100.0"), and Prometheus 2 does the
+# same for protobuf scrapes: a matcher on a finite le must accept both (le=~"100(\\.0)?"), and an
+# override on a bucket's legend ({{le}}) matches both (le_override). "+Inf" is spelt alike.
+def le_override(values, color):
+    """Colour the legend entries {{le}} of these bucket bounds, "10" or "10.0" alike."""
+    return {
+        "matcher": {"id": "byRegexp",
+                    "options": "^(" + "|".join(str(v) for v in values) + ")(\\.0)?$"},
+        "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
+    }
+
+
+def quantile(q, metric, by, selector, window):
+    """The q-quantile of a histogram, from its classic buckets or (when Prometheus ingests it as a
+    native histogram, which has no _bucket series) from the native series: the two halves never
+    both return a series with the same labels, so `or` keeps whichever exists."""
+    return (f"histogram_quantile({q}, sum by (le, {by}) "
+            f"(rate({metric}_bucket{{{selector}}}[{window}]))) or "
+            f"histogram_quantile({q}, sum by ({by}) (rate({metric}{{{selector}}}[{window}])))")
+
+
 def green_only():
     return {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
 
@@ -399,8 +422,9 @@ class Dashboard:
                             "tooltip": {"mode": "single", "sort": "none"},
                         })
 
-    def heatmap(self, title, description, targets, w=12, h=8):
-        return self.add("heatmap", title, description, targets, w, h,
+    def heatmap(self, title, description, targets, w=12, h=8, y_label="score ≤", y_unit="none",
+                cells="Chats", pid=None):
+        return self.add("heatmap", title, description, targets, w, h, pid=pid,
                         custom={"hideFrom": {"legend": False, "tooltip": False, "viz": False},
                                 "scaleDistribution": {"type": "linear"}},
                         options={
@@ -412,11 +436,11 @@ class Dashboard:
                             "exemplars": {"color": "rgba(255,0,255,0.7)"},
                             "filterValues": {"le": 1e-9},
                             "legend": {"show": True},
-                            "rowsFrame": {"layout": "auto", "value": "Chats"},
+                            "rowsFrame": {"layout": "auto", "value": cells},
                             "tooltip": {"mode": "single", "showColorScale": False,
                                         "yHistogram": False},
-                            "yAxis": {"axisLabel": "score ≤", "axisPlacement": "left",
-                                      "reverse": False, "unit": "none"},
+                            "yAxis": {"axisLabel": y_label, "axisPlacement": "left",
+                                      "reverse": False, "unit": y_unit},
                         })
 
 
@@ -557,14 +581,17 @@ def chats_dashboard():
                [target(f"sum by (status) (linq_chats_by_health_status{{{NUM}}})",
                        legend="{{status}}", instant=True)],
                overrides=status_overrides(), color={"mode": "fixed", "fixedColor": "blue"})
-    d.bargauge("Health score distribution", "Scored chats per band of 10 health points: the "
-               "bar labelled 30 counts scores above 20 and at most 30. Red bands are below "
-               "30, amber below 60." + per_number_note,
-               [target(f"sum by (le) (linq_chats_by_health_score{{{NUM}}})", legend="{{le}}",
-                       instant=True, fmt="heatmap")],
+    d.bargauge("Health score distribution", "Scored chats per band of 10 health points, from "
+               "the buckets of the histogram linq_chats_by_health_score (cumulative; the "
+               "panel's heatmap format turns them into bands): the bar labelled 30 counts "
+               "scores above 20 and at most 30 (Prometheus 3 labels it 30.0). Red bands are "
+               "below 30, amber below 60. The +Inf bucket is left out: scores stop at 100."
+               + per_number_note,
+               [target(f'sum by (le) (linq_chats_by_health_score_bucket{{{NUM}, le!="+Inf"}})',
+                       legend="{{le}}", instant=True, fmt="heatmap")],
                orientation="vertical", color={"mode": "fixed", "fixedColor": "green"},
-               overrides=[color_override(str(le), "red") for le in (10, 20, 30)]
-               + [color_override(str(le), "orange") for le in (40, 50, 60)])
+               overrides=[le_override((10, 20, 30), "red"),
+                          le_override((40, 50, 60), "orange")])
 
     d.row("Line reputation", pid=28)
     d.table("Line reputation now", "The reputation Linq gives each of the account's numbers "
@@ -693,16 +720,18 @@ def chats_dashboard():
                  unit="percentunit", thresholds=steps(("green", None), ("red", 0.1)),
                  threshold_style="line", max_=None)
     d.heatmap("Health score distribution over time", "Scored chats per band of 10 health "
-              "points over time (from linq_chats_by_health_score)." + per_number_note,
-              [target(f"sum by (le) (linq_chats_by_health_score{{{NUM}}})", legend="{{le}}",
-                      fmt="heatmap")])
-    d.timeseries("Estimated mean health score per number", "Mean score per number estimated "
-                 "from the exporter's score buckets (each chat counted at its band's midpoint, "
-                 "so within 5 points of the exact mean); cheap over long ranges at any number of "
-                 "chats. Red below 30, amber below 60." + per_number_note,
-                 [target(f'95 - 10 * sum by (phone_number) (linq_chats_by_health_score{{{NUM}, '
-                         f'le!="100"}}) / sum by (phone_number) (linq_chats_by_health_score'
-                         f'{{{NUM}, le="100"}})', legend="{{phone_number}}")],
+              "points over time, from the buckets of the histogram linq_chats_by_health_score "
+              "(each sweep's distribution, not a rate; the +Inf bucket is left out: scores stop "
+              "at 100)." + per_number_note,
+              [target(f'sum by (le) (linq_chats_by_health_score_bucket{{{NUM}, le!="+Inf"}})',
+                      legend="{{le}}", fmt="heatmap")])
+    d.timeseries("Mean health score per number", "Exact mean score of each number's scored "
+                 "chats, from the histogram's sum and count (linq_chats_by_health_score_sum / "
+                 "_count): cheap over long ranges at any number of chats. Red below 30, amber "
+                 "below 60." + per_number_note,
+                 [target(f"sum by (phone_number) (linq_chats_by_health_score_sum{{{NUM}}}) / "
+                         f"(sum by (phone_number) (linq_chats_by_health_score_count{{{NUM}}}) > 0)",
+                         legend="{{phone_number}}")],
                  unit="none", min_=0, max_=100, thresholds=SCORE_THRESHOLDS,
                  threshold_style="area", decimals=1)
 
