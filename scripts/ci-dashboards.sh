@@ -138,24 +138,18 @@ EOF
     return 1
 }
 
-# promtool check metrics over an exposition file. The metrics contract (issue 2) fixes
-# linq_chats_by_health_score as a gauge with an "le" label (cumulative score buckets 10..100), which
-# promtool's linter reports as 'non-histogram metrics should not have "le" label'. That exact
-# finding, for that one metric, is accepted (and reported); anything else fails.
-LINT_ACCEPTED='^linq_chats_by_health_score non-histogram metrics should not have "le" label$'
+# promtool check metrics over an exposition file: strict, any finding fails. (Until issue 18,
+# linq_chats_by_health_score was a gauge with an "le" label and its one finding was accepted; it is
+# now a histogram, so there is nothing left to accept.)
 lint_exposition() {
-    local file=$1 what=$2 out rest accepted
+    local file=$1 what=$2 out rc
     out=$(promtool check metrics <"$file" 2>&1)
-    rest=$(printf '%s\n' "$out" | grep -v -E "$LINT_ACCEPTED" | grep -v '^$')
-    accepted=$(printf '%s\n' "$out" | grep -c -E "$LINT_ACCEPTED")
-    if [ -z "$rest" ] && [ "$accepted" -eq 0 ]; then
+    rc=$?
+    if [ "$rc" -eq 0 ] && [ -z "$(printf '%s' "$out" | tr -d '[:space:]')" ]; then
         ok "promtool check metrics: $what has no lint findings"
-    elif [ -z "$rest" ]; then
-        ok "promtool check metrics: $what has no lint findings but the accepted one"
-        echo "# note: accepted $accepted x 'linq_chats_by_health_score non-histogram metrics should not have \"le\" label' (a gauge with an le label, as the metrics contract defines it)"
     else
-        printf '%s\n' "$rest" | head -40
-        fail "promtool check metrics: $what has no lint findings"
+        printf '%s\n' "$out" | head -40
+        fail "promtool check metrics: $what has no lint findings (exit status $rc)"
     fi
 }
 
