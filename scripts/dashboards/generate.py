@@ -705,6 +705,44 @@ def chats_dashboard():
                      [target(line_status_code(NUM), legend="{{phone_number}}")],
                      w=16, h=8, mappings=LINE_STATUS_MAPPINGS, min_=0, max_=3, pid=39)
 
+    # Added with issue 18: ids above the highest existing one (39).
+    native_note = (" Works whether Prometheus stores the histogram as classic buckets (_bucket "
+                   "series) or, scraping protobuf with native histograms enabled, as a native "
+                   "histogram (no _bucket series): the query tries both.")
+    d.row("Message latency", pid=40)
+    for pid, metric, what, events in (
+            (41, "linq_message_delivery_seconds", "Delivery latency",
+             "delivered_at - sent_at of each message.delivered webhook"),
+            (42, "linq_message_read_seconds", "Read latency",
+             "read_at - delivered_at of each message.read webhook")):
+        d.timeseries(what, f"{what} quantiles (p50, p90, p99) per number and service: "
+                     f"{events} ({metric}), over Grafana's rate interval. Timestamps that are "
+                     "missing, unparseable or out of order are not observed: see Timestamps not "
+                     "observed on the Linq / Exporter dashboard." + native_note + receiver_note,
+                     [target(quantile(q, metric, "phone_number, service", SVC, rate), ref=ref,
+                             legend=f"p{int(q * 100)} {{{{phone_number}}}} {{{{service}}}}")
+                      for ref, q in (("A", 0.5), ("B", 0.9), ("C", 0.99))],
+                     unit="s", pid=pid)
+    d.timeseries("p90 delivery latency per number", "90th percentile of delivery latency "
+                 "(delivered_at - sent_at) per number over 15 minutes, all services together: "
+                 "what LinqMessageDeliverySlow alerts on (above 60 s for 15 minutes, with at "
+                 "least 20 deliveries in the 15 minutes; red line)." + native_note
+                 + receiver_note,
+                 [target(quantile(0.9, "linq_message_delivery_seconds", "phone_number", SVC,
+                                  "15m"), legend="{{phone_number}}")],
+                 w=8, unit="s", thresholds=steps(("green", None), ("red", 60)),
+                 threshold_style="line", pid=43)
+    d.heatmap("Delivery latency heatmap", "Messages delivered per second by delivery latency "
+              "(delivered_at - sent_at), from the classic buckets of "
+              "linq_message_delivery_seconds (0.1 s to 1 day; the top row is over a day). A "
+              "Prometheus that ingests it as a native histogram has no _bucket series and this "
+              "panel stays empty: Grafana's heatmap then needs the native series, "
+              "sum(rate(linq_message_delivery_seconds{...}[rate interval])) with Format "
+              "Heatmap." + receiver_note,
+              [target(f"sum by (le) (rate(linq_message_delivery_seconds_bucket{{{SVC}}}"
+                      f"[{rate}]))", legend="{{le}}", fmt="heatmap")],
+              w=16, y_label="delivered within", y_unit="s", cells="Deliveries/s", pid=44)
+
     d.row("Health over time")
     d.timeseries("Chats by health status over time", "Chats per Linq health status over time."
                  + per_number_note,
@@ -1130,6 +1168,27 @@ def exporter_dashboard():
                    legend="forgotten", ref="B", instant=True)],
            w=3, h=8, graph=False, pid=37,
            thresholds=steps(("green", None), ("orange", 1)))
+    # Added with issue 18: ids above the highest existing one (37).
+    d.timeseries("Webhook delivery lag p90", "90th percentile, per Linq event type, of the "
+                 "time from an event's creation at Linq (the envelope's created_at) to its "
+                 "receipt here (linq_webhook_delivery_lag_seconds): how late Linq's webhooks "
+                 "arrive, retries included. Clock skew between Linq and this host shifts it; a "
+                 "negative lag is not observed (Timestamps not observed, reason negative). Works "
+                 "with the classic buckets and with a native histogram alike." + receiver_note,
+                 [target(quantile(0.9, "linq_webhook_delivery_lag_seconds", "event_type", EXP,
+                                  rate), legend="{{event_type}}")],
+                 unit="s", pid=38)
+    d.timeseries("Timestamps not observed", "Timestamps per second that a latency histogram "
+                 "could not observe (linq_webhook_timestamps_unobserved_total), by histogram "
+                 "(delivery: delivered_at - sent_at, read: read_at - delivered_at, lag: receipt "
+                 "- created_at) and reason: missing (the event lacks the field), invalid (not a "
+                 "timestamp), negative (the later time is before the earlier one: clock skew "
+                 "or out-of-order data). A steady share of negative means the latency panels "
+                 "are biased." + receiver_note,
+                 [target(f"sum by (histogram, reason) "
+                         f"(rate(linq_webhook_timestamps_unobserved_total{{{EXP}}}[{rate}]))",
+                         legend="{{histogram}} {{reason}}")],
+                 unit="cps", pid=39)
 
     d.row("Process")
     d.timeseries("Memory", "Resident and virtual memory of the exporter process.",
