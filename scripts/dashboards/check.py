@@ -47,6 +47,7 @@ GRAFANA_ALERT_UIDS = {
     "LinqChatsAtRiskHigh": "linq-chats-at-risk-high",
     "LinqLineReputationCritical": "linq-line-reputation-critical",
     "LinqMessageFailuresHigh": "linq-message-failures-high",
+    "LinqMessageDeliverySlow": "linq-message-delivery-slow",
     "LinqWebhookSignatureFailures": "linq-webhook-signature-failures",
     "LinqWebhooksSilent": "linq-webhooks-silent",
     "LinqLineFlagged": "linq-line-flagged",
