@@ -13,6 +13,10 @@
 #    linq-exporter-reputation) reads `linq-exporter simulate --numbers 24`, whose 24th number has a
 #    CRITICAL line reputation from the start (the 3-number demo shows none for ~20 minutes), so
 #    LinqLineReputationCritical and the reputation panels see a CRITICAL line
+# 6. native histograms: a second Prometheus with --enable-feature=native-histograms scrapes the
+#    same exporter (protobuf); the latency histograms must be stored as native histograms and every
+#    query and alert over them (and over the health-score histogram, whose le values it spells
+#    "10.0") must still return data (scripts/dashboards/check.py native)
 #
 # The exporter binary comes from LINQ_EXPORTER_BIN (default target/release/linq-exporter); this
 # script never builds it. Installs promtool/prometheus (Debian package) and PyYAML if missing.
@@ -43,6 +47,7 @@ COUNTS=$TMP/counts
 : >"$COUNTS"
 EXPORTER_PID=
 PROMETHEUS_PID=
+NATIVE_PID=
 CHECK_PID=
 SIM_PID=
 REPUTATION_PID=
@@ -67,6 +72,7 @@ stop_pid() {
 cleanup() {
     stop_pid "$CHECK_PID"
     stop_pid "$PROMETHEUS_PID"
+    stop_pid "$NATIVE_PID"
     stop_pid "$REPUTATION_PID"
     stop_pid "$SIM_PID"
     stop_pid "$EXPORTER_PID"
@@ -374,6 +380,50 @@ fi
 
 run_check e2e --prometheus "http://127.0.0.1:$PROM_PORT" --timeout "$E2E_TIMEOUT"
 collect_counts
+
+# ------------------------------------------------------------------------------------------------
+section "native histograms: a second Prometheus ingesting them"
+# Prometheus 2 with native histograms on asks for protobuf and stores a histogram that carries
+# native buckets as a native histogram only (no _bucket/_sum/_count series).
+started=1
+for attempt in 1 2 3; do
+    NATIVE_PORT=$(free_port)
+    cat >"$TMP/prometheus-native.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: linq-exporter
+    static_configs:
+      - targets: ["127.0.0.1:$EXPORTER_PORT"]
+EOF
+    rm -rf "$TMP/prometheus-native-data"
+    mkdir -p "$TMP/prometheus-native-data"
+    prometheus \
+        --enable-feature=native-histograms \
+        --config.file "$TMP/prometheus-native.yml" \
+        --storage.tsdb.path "$TMP/prometheus-native-data" \
+        --web.listen-address "127.0.0.1:$NATIVE_PORT" \
+        --log.level warn \
+        >"$TMP/prometheus-native.log" 2>&1 &
+    NATIVE_PID=$!
+    wait_http "http://127.0.0.1:$NATIVE_PORT/-/ready" 60 "$NATIVE_PID"
+    started=$?
+    [ "$started" -eq 2 ] || break
+    echo "# native prometheus exited on attempt $attempt: $(tail -1 "$TMP/prometheus-native.log")"
+    wait "$NATIVE_PID" 2>/dev/null
+    NATIVE_PID=
+done
+if [ "$started" -eq 0 ]; then
+    ok "prometheus with native histograms (pid $NATIVE_PID) ready on 127.0.0.1:$NATIVE_PORT"
+    run_check native --prometheus "http://127.0.0.1:$NATIVE_PORT" --timeout 120
+    collect_counts
+else
+    tail -20 "$TMP/prometheus-native.log"
+    fail "prometheus with native histograms ready on 127.0.0.1:$NATIVE_PORT within 60s"
+fi
+stop_pid "$NATIVE_PID"
+NATIVE_PID=
 
 # The live exposition under fault injection has the error counters the clean --once run lacks.
 if "$PY" - "http://127.0.0.1:$EXPORTER_PORT/metrics" >"$TMP/live.prom" <<'EOF'; then

@@ -5,6 +5,8 @@ Used by scripts/ci-dashboards.sh:
   check.py static                         structure of dashboards, rules, provisioning, docs
   check.py names EXPOSITION...            every metric a query uses is one the exporter exports
   check.py e2e --prometheus URL           every query returns data from a real Prometheus
+  check.py native --prometheus URL        the same for the queries over histograms, from a
+                                          Prometheus that ingests native histograms
 
 Every check prints "ok - ..." or "FAIL - ..."; with --counts FILE the numbers of passed and failed
 checks are appended to FILE as "PASSED FAILED" so the shell script can total them.
@@ -805,6 +807,99 @@ def cmd_e2e(args):
     return res.finish()
 
 
+# Histograms the exporter also exposes as native histograms (protobuf, issue 18). A Prometheus that
+# ingests them natively stores no _bucket/_sum/_count series for them, only the native series.
+NATIVE_FAMILIES = ("linq_message_delivery_seconds", "linq_message_read_seconds",
+                   "linq_webhook_delivery_lag_seconds")
+# Classic histograms whose le values a protobuf scrape spells "10.0" (as Prometheus 3 always does).
+LE_SPELLING_FAMILIES = ("linq_chats_by_health_score",)
+
+
+def native_mode_expectation(q):
+    """None if q reads no native-capable histogram; else "data" or "empty" (reads only the classic
+    _bucket/_sum/_count series of one, so it must be empty and its panel must say so)."""
+    names = names_in(q) or set()
+    fams = [f for f in NATIVE_FAMILIES if names & {f, f + "_bucket", f + "_sum", f + "_count"}]
+    if not fams:
+        return "data" if any(n.startswith(LE_SPELLING_FAMILIES) for n in names) else None
+    return "data" if any(f in names for f in fams) else "empty"
+
+
+def cmd_native(args):
+    """Against a Prometheus that scrapes the exporter with native histograms enabled (protobuf):
+    the native-capable histograms are stored as native histograms (no _bucket series), every query
+    and alert that reads them still returns data, a panel that can only read classic buckets is
+    empty and says so in its description, and the health-score panels cope with le="10.0"."""
+    res = Results(args.counts)
+    prom = Prom(args.prometheus)
+    deadline = time.monotonic() + args.timeout
+
+    up_expr = 'up{job="linq-exporter"} == 1'
+    while time.monotonic() < deadline:
+        r = prom.query(up_expr)
+        if r.get("status") == "success" and r["data"].get("result"):
+            break
+        time.sleep(1)
+    res.check(prom.query(up_expr).get("data", {}).get("result"),
+              "native-histogram Prometheus scrapes the exporter (up == 1)")
+
+    def stored(expr):
+        r = prom.query(expr)
+        return r.get("status") == "success" and bool(r["data"].get("result"))
+
+    for fam in NATIVE_FAMILIES:
+        sel = f'{{__name__="{fam}", job="linq-exporter"}}'
+        classic = f'{fam}_bucket{{job="linq-exporter"}}'
+        while time.monotonic() < deadline and not stored(sel):
+            time.sleep(args.interval)
+        has_native, has_classic = stored(sel), stored(classic)
+        res.check(has_native and not has_classic,
+                  f"{fam} is stored as a native histogram (native series, no _bucket series)",
+                  f"native series: {has_native}, _bucket series: {has_classic}")
+
+    panels = {}
+    for rel in DASHBOARDS:
+        for p in walk_panels(load_json(rel).get("panels", [])):
+            panels[f"{os.path.basename(rel)} panel {p.get('id')} "] = p
+    all_vars = {v: "__all" for v in REQUIRED_VARIABLES}
+    cases = []
+    for q in all_queries():
+        want = native_mode_expectation(q) if q.kind != "variable" else None
+        if want is None:
+            continue
+        if want == "empty":
+            panel = next((p for k, p in panels.items() if q.source.startswith(k)), None)
+            res.check(q.kind == "panel" and panel is not None
+                      and "native" in (panel.get("description") or ""),
+                      f"{q.source}: reads only classic buckets; its panel says what to do with "
+                      "native histograms")
+            continue
+        expr = substitute(q.expr, all_vars) if q.kind == "panel" else q.expr
+        if q.kind == "panel":
+            cases.append(expr_case(prom, f"{q.source} (native, All)", expr, labels=q.labels))
+        elif q.kind in ("alert", "grafana-alert"):
+            cases.append(rule_case(prom, f"{q.source} (native)", q.expr, q.labels))
+        else:
+            cases.append(expr_case(prom, f"{q.source} (native)", expr))
+    print(f"# native: {len(cases)} queries against {args.prometheus}, up to {args.timeout}s",
+          flush=True)
+    pending = list(cases)
+    while True:
+        still = []
+        for c in pending:
+            c.last = c.run()
+            if not c.last[0] and not c.last[1]:
+                still.append(c)
+        pending = still
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(args.interval)
+    for c in cases:
+        passed, _permanent, msg = c.last
+        res.check(passed, f"{c.name}: {msg}" if passed else c.name, msg)
+    return res.finish()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", help="append 'PASSED FAILED' to this file")
@@ -816,8 +911,13 @@ def main():
     e.add_argument("--prometheus", required=True)
     e.add_argument("--timeout", type=float, default=240)
     e.add_argument("--interval", type=float, default=3)
+    nat = sub.add_parser("native")
+    nat.add_argument("--prometheus", required=True)
+    nat.add_argument("--timeout", type=float, default=120)
+    nat.add_argument("--interval", type=float, default=3)
     args = ap.parse_args()
-    return {"static": cmd_static, "names": cmd_names, "e2e": cmd_e2e}[args.cmd](args)
+    return {"static": cmd_static, "names": cmd_names, "e2e": cmd_e2e,
+            "native": cmd_native}[args.cmd](args)
 
 
 if __name__ == "__main__":
