@@ -5,6 +5,11 @@
 
 mod common;
 
+#[allow(dead_code, missing_docs)]
+mod metrics_proto {
+    include!("common/metrics_proto.rs");
+}
+
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
@@ -508,4 +513,236 @@ async fn a_rotated_secret_file_takes_effect_without_a_restart() {
     );
     r.exp.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A message event whose envelope and payload times are given (None: the field is left out).
+fn timed(
+    event_type: &str,
+    event_id: &str,
+    created_at: &str,
+    trace_id: &str,
+    times: [Option<&str>; 3],
+) -> Vec<u8> {
+    let mut data = json!({"chat": {"id": "chat-sms", "is_group": false,
+        "owner_handle": {"handle": ME, "is_me": true, "service": "SMS"}},
+        "id": "m", "direction": "outbound", "service": "SMS", "parts": []});
+    for (key, t) in ["sent_at", "delivered_at", "read_at"]
+        .into_iter()
+        .zip(times)
+    {
+        if let Some(t) = t {
+            data[key] = json!(t);
+        }
+    }
+    json!({"api_version": "v3", "webhook_version": "2026-02-03", "event_type": event_type,
+        "event_id": event_id, "created_at": created_at, "trace_id": trace_id,
+        "partner_id": "p", "data": data})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn latency_histograms_observe_exact_differences_and_count_what_they_cannot() {
+    let api = api().await;
+    let r = Receiver::start(&api, &["--linq.poll-interval", "1s"]).await;
+    r.exp.wait_polls("success", 1).await;
+    let ts = now();
+    let rfc = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (past, future) = (rfc(ts - 2), rfc(ts + 3600));
+    let events = [
+        // 2.5 s and 40 s deliveries; the first carries trace abc123.
+        timed(
+            "message.delivered",
+            "d1",
+            &past,
+            "abc123",
+            [
+                Some("2026-02-05T10:00:00.000Z"),
+                Some("2026-02-05T10:00:02.500Z"),
+                None,
+            ],
+        ),
+        timed(
+            "message.delivered",
+            "d2",
+            &past,
+            "def456",
+            [
+                Some("2026-02-05T10:00:00Z"),
+                Some("2026-02-05T10:00:40Z"),
+                None,
+            ],
+        ),
+        // Delivered before it was sent (clock skew), no sent_at, an unreadable delivered_at.
+        timed(
+            "message.delivered",
+            "d3",
+            &past,
+            "t3",
+            [
+                Some("2026-02-05T10:00:05Z"),
+                Some("2026-02-05T10:00:00Z"),
+                None,
+            ],
+        ),
+        timed(
+            "message.delivered",
+            "d4",
+            &past,
+            "t4",
+            [None, Some("2026-02-05T10:00:00Z"), None],
+        ),
+        timed(
+            "message.delivered",
+            "d5",
+            &past,
+            "t5",
+            [Some("2026-02-05T10:00:00Z"), Some("soon"), None],
+        ),
+        // Read five minutes after delivery; its envelope claims to come from the future.
+        timed(
+            "message.read",
+            "r1",
+            &future,
+            "ghi789",
+            [
+                Some("2026-02-05T10:00:00Z"),
+                Some("2026-02-05T10:00:02.500Z"),
+                Some("2026-02-05T10:05:02.500Z"),
+            ],
+        ),
+        timed("message.read", "r2", "not a time", "t7", [None, None, None]),
+    ];
+    for (i, body) in events.into_iter().enumerate() {
+        let id = format!("msg_lat_{i}");
+        assert_eq!(r.post(&standard(SECRET, &id, ts, &body), body).await.0, 200);
+    }
+    let m = r.exp.metrics().await;
+    let at = |p: &str| value_of(&m, p);
+    let d = format!("phone_number=\"{ME}\",service=\"SMS\"");
+    assert_eq!(
+        at(&format!("linq_message_delivery_seconds_count{{{d}}} ")),
+        Some(2.0)
+    );
+    assert_eq!(
+        at(&format!("linq_message_delivery_seconds_sum{{{d}}} ")),
+        Some(42.5)
+    );
+    for (le, n) in [
+        ("1", 0.0),
+        ("2.5", 1.0),
+        ("30", 1.0),
+        ("60", 2.0),
+        ("+Inf", 2.0),
+    ] {
+        let line = format!("linq_message_delivery_seconds_bucket{{{d},le=\"{le}\"}} ");
+        assert_eq!(at(&line), Some(n), "{line}");
+    }
+    assert_eq!(
+        at(&format!("linq_message_read_seconds_count{{{d}}} ")),
+        Some(1.0)
+    );
+    assert_eq!(
+        at(&format!("linq_message_read_seconds_sum{{{d}}} ")),
+        Some(300.0)
+    );
+    // The other number/service pairs of the snapshot start at zero.
+    assert_eq!(
+        at(&format!(
+            "linq_message_delivery_seconds_count{{phone_number=\"{ME}\",service=\"iMessage\"}} "
+        )),
+        Some(0.0)
+    );
+    for (histogram, reason, n) in [
+        ("delivery", "negative", 1.0),
+        ("delivery", "missing", 1.0),
+        ("delivery", "invalid", 1.0),
+        ("read", "missing", 1.0),
+        ("read", "invalid", 0.0),
+        ("read", "negative", 0.0),
+        ("lag", "negative", 1.0),
+        ("lag", "invalid", 1.0),
+        ("lag", "missing", 0.0),
+    ] {
+        let line = format!(
+            "linq_webhook_timestamps_unobserved_total{{histogram=\"{histogram}\",reason=\"{reason}\"}} "
+        );
+        assert_eq!(at(&line), Some(n), "{line}");
+    }
+    // Lag: five delivered events created 2 s before they were sent, each observed once.
+    let lag = "linq_webhook_delivery_lag_seconds_count{event_type=\"message.delivered\"} ";
+    assert_eq!(at(lag), Some(5.0));
+    let lag_sum =
+        at("linq_webhook_delivery_lag_seconds_sum{event_type=\"message.delivered\"} ").unwrap();
+    assert!((5.0 * 2.0..5.0 * 60.0).contains(&lag_sum), "{lag_sum}");
+
+    // OpenMetrics: the trace id is the exemplar of the bucket its observation fell in.
+    let (ct, om) = r
+        .exp
+        .metrics_as("application/openmetrics-text;version=1.0.0")
+        .await;
+    assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"));
+    let om = String::from_utf8(om).unwrap();
+    let bucket = format!(
+        "linq_message_delivery_seconds_bucket{{{d},le=\"2.5\"}} 1 # {{trace_id=\"abc123\"}} 2.5 "
+    );
+    assert!(om.contains(&bucket), "{bucket} in\n{om}");
+    assert!(om.contains(&format!(
+        "linq_message_delivery_seconds_bucket{{{d},le=\"60\"}} 2 # {{trace_id=\"def456\"}} 40 "
+    )));
+    assert!(om.contains("# TYPE linq_webhook_timestamps_unobserved counter\n"));
+    assert!(om.ends_with("# EOF\n"));
+
+    // Protobuf, once the sweeps render it: native buckets (schema 3) beside the classic ones.
+    let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
+    let (ct, _) = r.exp.metrics_as(accept).await;
+    assert!(
+        ct.starts_with("text/plain"),
+        "{ct}: protobuf before a sweep rendered it"
+    );
+    let polls = value_of(
+        &r.exp.metrics().await,
+        "linq_polls_total{result=\"success\"} ",
+    )
+    .unwrap();
+    r.exp.wait_polls("success", polls as u64 + 1).await;
+    let (ct, body) = r.exp.metrics_as(accept).await;
+    assert!(ct.starts_with("application/vnd.google.protobuf"), "{ct}");
+    let families = metrics_proto::decode_families(&body);
+    let delivery = families
+        .iter()
+        .find(|f| f.name() == "linq_message_delivery_seconds")
+        .unwrap();
+    let h = delivery
+        .metric
+        .iter()
+        .find(|m| m.label("service") == Some("SMS"))
+        .and_then(|m| m.histogram.as_ref())
+        .unwrap();
+    assert_eq!((h.sample_count, h.sample_sum), (Some(2), Some(42.5)));
+    assert_eq!(
+        (h.schema, h.zero_threshold, h.zero_count),
+        (Some(3), Some(0.001), Some(0))
+    );
+    // 2.5 s is native bucket 11 (2^(10/8) < 2.5 <= 2^(11/8)), 40 s bucket 43.
+    let spans: Vec<(i32, u32)> = h
+        .positive_span
+        .iter()
+        .map(|s| (s.offset.unwrap_or(0), s.length.unwrap_or(0)))
+        .collect();
+    assert_eq!(spans, [(11, 1), (31, 1)]);
+    assert_eq!(h.positive_delta, [1, 0]);
+    let ex = h
+        .bucket
+        .iter()
+        .find(|b| b.upper_bound == Some(2.5))
+        .and_then(|b| b.exemplar.as_ref())
+        .unwrap();
+    assert_eq!(ex.value, Some(2.5));
+    assert_eq!(ex.label[0].value.as_deref(), Some("abc123"));
+    r.exp.stop().await;
 }

@@ -330,6 +330,25 @@ impl Exporter {
         (status, r.text().await.unwrap())
     }
 
+    /// `/metrics` with an `Accept` header: the content type and the body.
+    pub async fn metrics_as(&self, accept: &str) -> (String, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("http://{}{}", self.addr, self.metrics_path))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (ct, r.bytes().await.unwrap().to_vec())
+    }
+
     pub async fn metrics(&self) -> String {
         let (status, body) = self.get(&self.metrics_path).await;
         assert_eq!(status, 200);
