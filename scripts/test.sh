@@ -32,6 +32,7 @@ suite "webhook signature vectors (standardwebhooks, hmac)" python3 scripts/webho
 suite "release build" cargo build --release --locked
 export LINQ_EXPORTER_BIN="$PWD/target/release/linq-exporter"
 suite "dashboards and alerts" bash scripts/ci-dashboards.sh
+suite "exposition formats (promtool, OpenMetrics parser, native histograms, exemplars)" python3 scripts/exposition-check.py
 suite "container and kubernetes" bash scripts/ci-deploy.sh
 [ -f bench/run.sh ] && suite "benchmark (smoke)" bash bench/run.sh --smoke
 [ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
