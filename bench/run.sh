@@ -296,6 +296,54 @@ P99_IDLE=$(wrk_p99 "$WORK/wrk-idle.txt")
 RSS_LOAD=$(vm_hwm "$A_PID")
 stop "$A_PID"
 
+say "3a. scrape per format: OpenMetrics and protobuf (rendered because a scrape asked for it)"
+OM_ACCEPT='Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5'
+PB_ACCEPT='Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3'
+FPORT=$(free_port)
+start_exporter formats "$FPORT" --linq.poll-interval 1h
+F_PID=$EXP_PID
+F="http://127.0.0.1:$FPORT/metrics"
+# A protobuf scrape before the first sweep ends: that sweep renders the protobuf form too.
+for _ in $(seq 1 $((SWEEP_WAIT * 10))); do
+    curl -s -o /dev/null -H "$PB_ACCEPT" "$F" && break
+    sleep 0.1
+done
+wait_sweeps "$WORK/formats.log" 1 "$SWEEP_WAIT" || die "formats exporter: no sweep (see $WORK/formats.log)"
+pb_ct=$(curl -s -o /dev/null -w '%{content_type}' -H "$PB_ACCEPT" "$F")
+case "$pb_ct" in application/vnd.google.protobuf*) ;; *) die "protobuf not served after the sweep ($pb_ct)" ;; esac
+curl -s -H "$OM_ACCEPT" "$F" -o "$WORK/www/static/metrics-om.txt"
+curl -s -H "$OM_ACCEPT" "${GZ[@]}" "$F" -o "$WORK/www/static/metrics-om.txt.gz"
+curl -s -H "$PB_ACCEPT" "$F" -o "$WORK/www/static/metrics-pb.bin"
+curl -s -H "$PB_ACCEPT" "${GZ[@]}" "$F" -o "$WORK/www/static/metrics-pb.bin.gz"
+tail -c 6 "$WORK/www/static/metrics-om.txt" | grep -q '# EOF' || die "OpenMetrics body does not end in # EOF"
+OM_BYTES=$(stat -c %s "$WORK/www/static/metrics-om.txt")
+OM_GZIP_BYTES=$(stat -c %s "$WORK/www/static/metrics-om.txt.gz")
+PB_BYTES=$(stat -c %s "$WORK/www/static/metrics-pb.bin")
+PB_GZIP_BYTES=$(stat -c %s "$WORK/www/static/metrics-pb.bin.gz")
+say "   OpenMetrics $OM_BYTES bytes ($OM_GZIP_BYTES gzip), protobuf $PB_BYTES bytes ($PB_GZIP_BYTES gzip)"
+for _ in 1 2; do
+    best_rps ng-om "$API/metrics-om"
+    best_rps ex-om "$F" -H "$OM_ACCEPT"
+    best_rps ng-om-gzip "$API/metrics-om" "${GZ[@]}"
+    best_rps ex-om-gzip "$F" -H "$OM_ACCEPT" "${GZ[@]}"
+    best_rps ng-pb "$API/metrics-pb"
+    best_rps ex-pb "$F" -H "$PB_ACCEPT"
+    best_rps ng-pb-gzip "$API/metrics-pb" "${GZ[@]}"
+    best_rps ex-pb-gzip "$F" -H "$PB_ACCEPT" "${GZ[@]}"
+done
+for f in om om-gzip pb pb-gzip; do
+    v=$(echo "$f" | tr 'a-z-' 'A-Z_')
+    printf -v "EX_${v}_RPS" '%s' "$(top "ex-$f")"
+    printf -v "NG_${v}_RPS" '%s' "$(top "ng-$f")"
+done
+OM_RATIO=$(ratio "$EX_OM_RPS" "$NG_OM_RPS")
+OM_GZIP_RATIO=$(ratio "$EX_OM_GZIP_RPS" "$NG_OM_GZIP_RPS")
+PB_RATIO=$(ratio "$EX_PB_RPS" "$NG_PB_RPS")
+PB_GZIP_RATIO=$(ratio "$EX_PB_GZIP_RPS" "$NG_PB_GZIP_RPS")
+# Memory with both encodings cached (text and protobuf), for comparison with section 4's text only.
+RSS_FORMATS=$(vm_hwm "$F_PID")
+stop "$F_PID"
+
 say "3b. /metrics p99 while sweeps run back to back (poll interval 1s)"
 BPORT=$(free_port)
 # The sweep timeout defaults to the poll interval: lift it, or sweeps slowed by the load would fail.
@@ -386,6 +434,10 @@ printf '%-44s %16s %16s %8s\n' "   --once wall incl. render+stdout (ms)" "$ONCE_
 row "2. concurrent ${CONC_NUMBERS}x$((CONC_CHATS / CONC_NUMBERS)) @${CONC_LATENCY_MS}ms (ms) vs ideal" "$CONC_MS" "$CONC_IDEAL_MS" "$CONC_RATIO" "<=" 1.3
 row "3. scrape plain (req/s) vs nginx" "$EX_PLAIN_RPS" "$NG_PLAIN_RPS" "$PLAIN_RATIO" ">=" 0.8
 row "   scrape gzip (req/s) vs nginx" "$EX_GZIP_RPS" "$NG_GZIP_RPS" "$GZIP_RATIO" ">=" 0.8
+row "   scrape OpenMetrics (req/s) vs nginx" "$EX_OM_RPS" "$NG_OM_RPS" "$OM_RATIO" ">=" 1.0
+row "   scrape OpenMetrics gzip (req/s) vs nginx" "$EX_OM_GZIP_RPS" "$NG_OM_GZIP_RPS" "$OM_GZIP_RATIO" ">=" 1.0
+row "   scrape protobuf (req/s) vs nginx" "$EX_PB_RPS" "$NG_PB_RPS" "$PB_RATIO" ">=" 1.0
+row "   scrape protobuf gzip (req/s) vs nginx" "$EX_PB_GZIP_RPS" "$NG_PB_GZIP_RPS" "$PB_GZIP_RATIO" ">=" 1.0
 row "   p99 during sweeps vs idle (ms)" "$P99_BUSY" "$P99_IDLE" "$P99_RATIO" "<=" 1.5
 row "4. peak RSS per chat (bytes) vs 1 KiB" "$RSS_PER_CHAT" 1024 "$RSS_RATIO" "<=" 1.0
 printf '%-44s %16s\n' "   peak RSS over 3 sweeps, all per-chat" "$(mib "$RSS_PEAK")"
@@ -426,6 +478,23 @@ scrape_plain_ratio=$PLAIN_RATIO
 scrape_gzip_rps=$EX_GZIP_RPS
 nginx_gzip_rps=$NG_GZIP_RPS
 scrape_gzip_ratio=$GZIP_RATIO
+scrape_openmetrics_rps=$EX_OM_RPS
+nginx_openmetrics_rps=$NG_OM_RPS
+scrape_openmetrics_ratio=$OM_RATIO
+scrape_openmetrics_gzip_rps=$EX_OM_GZIP_RPS
+nginx_openmetrics_gzip_rps=$NG_OM_GZIP_RPS
+scrape_openmetrics_gzip_ratio=$OM_GZIP_RATIO
+scrape_protobuf_rps=$EX_PB_RPS
+nginx_protobuf_rps=$NG_PB_RPS
+scrape_protobuf_ratio=$PB_RATIO
+scrape_protobuf_gzip_rps=$EX_PB_GZIP_RPS
+nginx_protobuf_gzip_rps=$NG_PB_GZIP_RPS
+scrape_protobuf_gzip_ratio=$PB_GZIP_RATIO
+openmetrics_bytes=$OM_BYTES
+openmetrics_gzip_bytes=$OM_GZIP_BYTES
+protobuf_bytes=$PB_BYTES
+protobuf_gzip_bytes=$PB_GZIP_BYTES
+rss_text_and_protobuf_bytes=$RSS_FORMATS
 p99_idle_ms=$P99_IDLE
 p99_sweep_ms=$P99_BUSY
 p99_sweeps_during=$SWEEPS_DURING
