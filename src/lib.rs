@@ -47,7 +47,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision it was built from.
 pub const REVISION: &str = env!("LINQ_EXPORTER_REVISION");
 
-/// Start-up failures of [`run`] and [`run_once`].
+/// Start-up failures of [`run`] and [`run_once`]. Each message is complete on its own (the
+/// cause included), so it is printed once, without the source chain repeating it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The metrics registry rejected a metric (a programming error).
@@ -56,7 +57,17 @@ pub enum RunError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    /// Binding or serving failed.
+    /// A listener could not be bound: names its flag and address.
+    #[error("cannot listen on {flag} {address}: {reason}")]
+    Bind {
+        /// The flag, e.g. `--webhook.listen-address`.
+        flag: &'static str,
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why (the OS error).
+        reason: String,
+    },
+    /// Serving failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     /// `--web.config.file` is invalid.
@@ -66,8 +77,22 @@ pub enum RunError {
     #[error("webhook receiver: {0}")]
     Webhook(#[from] webhook::receiver::ReceiverError),
     /// `--once`: the sweep failed.
-    #[error("sweep failed: {0}")]
+    #[error("the sweep failed: {0}")]
     Sweep(#[from] SweepError),
+}
+
+/// Binds `address` for `flag`; the error names both.
+pub async fn bind(
+    flag: &'static str,
+    address: std::net::SocketAddr,
+) -> Result<TcpListener, RunError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| RunError::Bind {
+            flag,
+            address,
+            reason: e.to_string(),
+        })
 }
 
 /// What `run` builds before it serves: shared state, the poller, and the demo simulator's task.
@@ -176,6 +201,30 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    // Every listener is bound (and the receiver's secret loaded) before the poller starts, so a
+    // start-up failure ends the process cleanly, with one error naming the flag.
+    let probe = match config.probe_listen_address {
+        Some(addr) => Some(bind("--web.probe-listen-address", addr).await?),
+        None => None,
+    };
+    let hooks = match &config.webhook {
+        Some(w) => {
+            let receiver = webhook::receiver::Receiver::new(
+                &w.secret,
+                w.max_age,
+                config.read_header_timeout,
+                state.clone(),
+            )?;
+            let flag = if config.demo.is_some() && w.listen_address.port() == 0 {
+                "the demo's webhook receiver"
+            } else {
+                "--webhook.listen-address"
+            };
+            Some((receiver, bind(flag, w.listen_address).await?, w))
+        }
+        None => None,
+    };
+
     let poller_task = tokio::spawn(parts.poller.run(stop_rx.clone()));
     let supervisor = supervise(poller_task, stop_rx, state.clone());
 
@@ -184,8 +233,7 @@ pub async fn run(
         max_connections: config.max_connections,
         name,
     };
-    if let Some(addr) = config.probe_listen_address {
-        let probe = TcpListener::bind(addr).await?;
+    if let Some(probe) = probe {
         tracing::info!(address = %probe.local_addr()?, "probe listener (plain HTTP, /healthz and /readyz only)");
         let mut stop = stop_tx.subscribe();
         let app = server::probe_router(state.clone());
@@ -207,15 +255,8 @@ pub async fn run(
     }
 
     let tls_on = web.current().tls.is_some();
-    if let Some(w) = &config.webhook {
-        let receiver = webhook::receiver::Receiver::new(
-            &w.secret,
-            w.max_age,
-            config.read_header_timeout,
-            state.clone(),
-        )?;
+    if let Some((receiver, hooks, w)) = hooks {
         receiver.spawn_upkeep(w.secret.clone());
-        let hooks = TcpListener::bind(w.listen_address).await?;
         let scheme = if tls_on { "https" } else { "http" };
         let url = format!("{scheme}://{}{}", hooks.local_addr()?, w.path);
         tracing::info!(url = %url, "webhook receiver (POST only)");
@@ -292,7 +333,9 @@ pub fn supervise(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let outcome = poller.await;
-        if *stop.borrow() {
+        // A stop asked for, or `run` returned (its sender dropped, on a start-up or serving
+        // error it reports itself): not a death to report.
+        if *stop.borrow() || (stop.has_changed().is_err() && outcome.is_ok()) {
             return;
         }
         let reason = match outcome {

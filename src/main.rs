@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use linq_exporter::config::cli::{Cli, Command, WebhookCommand};
 use linq_exporter::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -17,11 +16,18 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Colour only on a terminal (not in a file or `docker logs`), and never with `NO_COLOR` set.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_tracing(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(level)
         .with_context(|| format!("invalid value for --log.level: {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -54,31 +60,53 @@ async fn shutdown_signal() {
     }
 }
 
-async fn healthcheck(url: &str, timeout: Duration, insecure: bool) -> bool {
-    let client = match reqwest::Client::builder()
+/// Probes `url`; the error says why it is not healthy.
+async fn healthcheck(url: &str, timeout: Duration, insecure: bool) -> Result<(), String> {
+    let client = reqwest::Client::builder()
         .timeout(timeout)
         .danger_accept_invalid_certs(insecure)
         .build()
-    {
-        Ok(c) => c,
-        Err(_) => return false,
-    };
-    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let resp = client.get(url).send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            format!("no answer within {timeout:?} (--timeout)")
+        } else if e.is_connect() {
+            "connection failed (is the exporter running and listening there?)".to_string()
+        } else if e.is_builder() {
+            "not a valid URL (--url)".to_string()
+        } else {
+            e.without_url().to_string()
+        };
+        format!("GET {url}: {why}")
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let body: String = body.trim().chars().take(200).collect();
+    Err(if body.is_empty() {
+        format!("GET {url}: HTTP {status}")
+    } else {
+        format!("GET {url}: HTTP {status}: {body}")
+    })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_origins();
     if let Some(Command::Healthcheck {
         url,
         timeout,
         insecure,
     }) = &cli.command
     {
-        return if healthcheck(url, *timeout, *insecure).await {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        return match healthcheck(url, *timeout, *insecure).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("linq-exporter healthcheck: {e}");
+                ExitCode::FAILURE
+            }
         };
     }
     if let Some(Command::Webhook { action }) = &cli.command {
@@ -120,19 +148,20 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `webhook subscribe` and `webhook list`, against --linq.base-url with the API key flags.
+/// `webhook subscribe`, `list` and `delete`, against --linq.base-url with the API key flags.
 async fn webhook_command(cli: &Cli, action: &WebhookCommand) -> anyhow::Result<()> {
+    use linq_exporter::config::{api_key_source, ApiKeySource, ConfigError, Secret};
     use linq_exporter::webhook::subscribe;
     use std::io::Write;
-    let key = match (&cli.api_key, &cli.api_key_file) {
-        (Some(k), _) if !k.trim().is_empty() => k.trim().to_string(),
-        (_, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading --linq.api-key-file {path:?}"))?
-            .trim()
-            .to_string(),
-        _ => anyhow::bail!("no Linq API key: set --linq.api-key (env LINQ_API_V3_API_KEY) or --linq.api-key-file (env LINQ_API_V3_API_KEY_FILE)"),
+    let key = match api_key_source(cli)? {
+        Some(ApiKeySource::Value(k)) => k,
+        Some(ApiKeySource::File(path)) => Secret::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading --linq.api-key-file {path:?}"))?
+                .trim(),
+        ),
+        None => return Err(ConfigError::MissingApiKey.into()),
     };
-    let key = linq_exporter::config::Secret::new(key);
     let base = cli.base_url.trim().trim_end_matches('/');
     let mut out = std::io::stdout().lock();
     match action {
@@ -150,6 +179,10 @@ async fn webhook_command(cli: &Cli, action: &WebhookCommand) -> anyhow::Result<(
                 s.subscribed_events.len(),
                 secret_file.display()
             )?;
+        }
+        WebhookCommand::Delete { id } => {
+            subscribe::delete(base, &key, id).await?;
+            writeln!(out, "deleted subscription {}", id.trim())?;
         }
         WebhookCommand::List => {
             let subs = subscribe::list(base, &key).await?;
@@ -181,8 +214,12 @@ async fn simulate(
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "url={url}\nkey={}", linq_exporter::demo::DEMO_KEY)?;
-        out.flush()?;
+        let said = format!("url={url}\nkey={}\n", linq_exporter::demo::DEMO_KEY);
+        // A reader that closed stdout after reading these lines does not stop the simulator.
+        match out.write_all(said.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
     }
     shutdown_signal().await;
     task.abort();
@@ -191,12 +228,18 @@ async fn simulate(
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
     let config = Config::try_from(&cli)?;
-    init_tracing(&cli.log_level, cli.log_format)?;
+    init_tracing(&cli.log_level.0, cli.log_format)?;
+    // A RunError's message is complete: print it once, not followed by its source again.
+    let once_said = |e: linq_exporter::RunError| anyhow::anyhow!("{e}");
     if config.once {
-        let exposition = linq_exporter::run_once(config).await?;
+        let exposition = linq_exporter::run_once(config).await.map_err(once_said)?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        out.write_all(&exposition).context("writing to stdout")?;
+        match out.write_all(&exposition).and_then(|()| out.flush()) {
+            // `--once | head -1`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other.context("writing to stdout")?,
+        }
         return Ok(());
     }
     match linq_exporter::http::conn::raise_open_file_limit() {
@@ -210,9 +253,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let listener = tokio::net::TcpListener::bind(config.listen_address)
+    let listener = linq_exporter::bind("--web.listen-address", config.listen_address)
         .await
-        .with_context(|| format!("binding --web.listen-address {}", config.listen_address))?;
-    linq_exporter::run(config, listener, shutdown_signal()).await?;
+        .map_err(once_said)?;
+    linq_exporter::run(config, listener, shutdown_signal())
+        .await
+        .map_err(once_said)?;
     Ok(())
 }

@@ -423,3 +423,387 @@ async fn webhook_subscribe_writes_the_secret_to_a_file_only_and_list_shows_subsc
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_secret_given_two_ways_is_refused_before_any_request() {
+    let api = FakeApi::start().await;
+    let dir = std::env::temp_dir().join(format!("linq-two-ways-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let key_file = key_file.to_str().unwrap().to_string();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--linq.api-key-file", &key_file],
+            vec![("LINQ_API_V3_API_KEY", KEY)],
+            "--linq.api-key-file and LINQ_API_V3_API_KEY (environment) both give the API key; give it one way",
+        ),
+        (
+            vec!["--linq.api-key", KEY],
+            vec![("LINQ_API_V3_API_KEY_FILE", key_file.as_str())],
+            "--linq.api-key and LINQ_API_V3_API_KEY_FILE (environment) both give the API key; give it one way",
+        ),
+        (
+            vec![
+                "--linq.api-key-file", &key_file, "--webhook.listen-address", "127.0.0.1:0",
+                "--webhook.signing-secret-file", &key_file,
+            ],
+            vec![("LINQ_WEBHOOK_SIGNING_SECRET", "whsec_c2VjcmV0")],
+            "--webhook.signing-secret-file and LINQ_WEBHOOK_SIGNING_SECRET (environment) both give the webhook signing secret; give it one way",
+        ),
+        (
+            vec![
+                "--linq.api-key-file", &key_file, "--webhook.listen-address", "127.0.0.1:0",
+                "--webhook.signing-secret", "whsec_c2VjcmV0",
+            ],
+            vec![("LINQ_WEBHOOK_SECRET", "whsec_c2VjcmV0")],
+            "--webhook.signing-secret and LINQ_WEBHOOK_SECRET (environment) both give the webhook signing secret; give it one way",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let mut cmd = exporter();
+        cmd.args(["--once", "--linq.base-url", &api.url])
+            .args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = output(cmd).await;
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr,
+            format!("linq-exporter: {want}\n"),
+            "{args:?} {env:?}"
+        );
+    }
+    // The same rule for `webhook list`.
+    let mut cmd = exporter();
+    cmd.args([
+        "--linq.base-url",
+        &api.url,
+        "--linq.api-key",
+        KEY,
+        "webhook",
+        "list",
+    ])
+    .env("LINQ_API_V3_API_KEY_FILE", &key_file);
+    let out = output(cmd).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "linq-exporter webhook: --linq.api-key and LINQ_API_V3_API_KEY_FILE (environment) both give the API key; give it one way\n"
+    );
+    assert_eq!(api.request_count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn typos_fail_at_start_up_instead_of_misbehaving() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--demo", "--log.level", "verbose"],
+            "invalid value 'verbose' for '--log.level <LOG_LEVEL>': \"verbose\" is not a level (error, warn, info, debug, trace, off) nor a target=level directive",
+        ),
+        (
+            &["--demo", "--linq.from", "4155550100"],
+            "linq-exporter: invalid value for --linq.from: \"4155550100\" is not an E.164 number: a + then the country code and number, such as +14155551234",
+        ),
+        (
+            &["--linq.api-key", "k", "--webhook.signing-secret", "whsec_c2VjcmV0"],
+            "linq-exporter: invalid value for --webhook.signing-secret: needs --webhook.listen-address (env LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS): the webhook receiver is off without it",
+        ),
+        (
+            &[
+                "--linq.api-key", "k", "--webhook.listen-address", "127.0.0.1:0",
+                "--webhook.signing-secret", "correct horse battery staple",
+            ],
+            "linq-exporter: invalid value for --webhook.signing-secret: the signing secret is not whsec_ followed by base64 (as Linq issues it), so Standard Webhooks signatures cannot be verified",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut cmd = exporter();
+        cmd.args(*args);
+        let out = output(cmd).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("horse"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_port_in_use_is_one_error_naming_the_flag_and_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = exporter();
+    cmd.args([
+        "--demo",
+        "--demo.chats",
+        "10",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--webhook.listen-address",
+        &addr,
+        "--log.level",
+        "error",
+    ]);
+    let out = output(cmd).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!("linq-exporter: cannot listen on --webhook.listen-address {addr}: Address already in use (os error 98)\n")
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn once_says_the_sweep_failed_once_without_a_last_good_snapshot() {
+    let api = FakeApi::start().await;
+    api.chats(None, vec![Reply::error(401, 2004)]);
+    let mut cmd = exporter();
+    cmd.args(["--once", "--linq.base-url", &api.url, "--linq.api-key", KEY]);
+    let out = output(cmd).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("linq-exporter: the sweep failed: "),
+        "{stderr}"
+    );
+    let cause = last.trim_start_matches("linq-exporter: the sweep failed: ");
+    assert_eq!(
+        stderr.matches(cause).count(),
+        2,
+        "said in the log line and the error, once each: {stderr}"
+    );
+    assert!(!last.contains(&format!("{cause}: {cause}")), "{stderr}");
+    assert!(!stderr.contains("last good snapshot"), "{stderr}");
+    assert!(stderr.contains("sweep failed; no snapshot yet"), "{stderr}");
+    // Not a terminal: no colour codes.
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[tokio::test]
+async fn once_into_a_closed_pipe_exits_quietly() {
+    let mut cmd = exporter();
+    cmd.args([
+        "--demo",
+        "--once",
+        "--demo.chats",
+        "3000",
+        "--demo.error-rate",
+        "0",
+        "--demo.rate-limit-rate",
+        "0",
+        "--demo.slow-rate",
+        "0",
+        "--log.level",
+        "warn",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        // Read one line, then close the pipe, as `| head -1` does.
+        let stdout = child.stdout.take().unwrap();
+        {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.starts_with("# HELP"), "{line}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[tokio::test]
+async fn healthcheck_says_why_it_failed() {
+    let port = free_port();
+    let mut cmd = exporter();
+    cmd.args([
+        "healthcheck",
+        "--url",
+        &format!("http://127.0.0.1:{port}/healthz"),
+        "--timeout",
+        "1s",
+    ]);
+    let out = output(cmd).await;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("linq-exporter healthcheck: GET http://127.0.0.1:{port}/healthz: connection failed (is the exporter running and listening there?)\n")
+    );
+}
+
+#[tokio::test]
+async fn version_names_the_revision() {
+    let mut cmd = exporter();
+    cmd.arg("--version");
+    let (stdout, _) = success_output(cmd).await;
+    assert!(
+        stdout.starts_with(&format!(
+            "linq-exporter {} (revision ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_subscribe_checks_its_input_before_calling_the_api() {
+    let (url, seen) = fake_subscriptions().await;
+    let dir = std::env::temp_dir().join(format!("linq-subscribe-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good_file = dir.join("secret");
+    let missing = dir.join("no-such-dir").join("secret");
+    let cases: Vec<(&str, &str, &std::path::Path, &str)> = vec![
+        (
+            "not a url",
+            "message.sent",
+            &good_file,
+            "invalid value for --url: \"not a url\" is not an absolute URL",
+        ),
+        (
+            "http://hooks.example.com/webhook",
+            "message.sent",
+            &good_file,
+            "invalid value for --url: \"http://hooks.example.com/webhook\" is not https",
+        ),
+        (
+            "https://hooks.example.com/webhook",
+            "message.sent,message.bounced",
+            &good_file,
+            "invalid value for --events: \"message.bounced\" is not a Linq webhook event",
+        ),
+        (
+            "https://hooks.example.com/webhook",
+            "message.sent",
+            &missing,
+            "does not exist; nothing was created at Linq",
+        ),
+    ];
+    for (target, events, file, want) in cases {
+        let mut cmd = exporter();
+        cmd.args([
+            "--linq.base-url",
+            &url,
+            "webhook",
+            "subscribe",
+            "--url",
+            target,
+            "--events",
+            events,
+            "--secret-file",
+            file.to_str().unwrap(),
+        ])
+        .env("LINQ_API_V3_API_KEY", KEY);
+        let out = output(cmd).await;
+        assert!(!out.status.success(), "{target} {events}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("linq-exporter webhook: ") && stderr.contains(want),
+            "{stderr}"
+        );
+    }
+    assert_eq!(seen.lock().unwrap().len(), 0, "no request reached the API");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads `simulate`'s first line (`url=...`) from its stdout.
+fn simulator() -> (std::process::Child, String) {
+    let mut cmd = exporter();
+    cmd.args(["simulate", "--listen", "127.0.0.1:0", "--chats", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("url=").unwrap().to_string();
+    (child, url)
+}
+
+#[tokio::test]
+async fn webhook_subscribe_list_and_delete_work_against_the_simulator() {
+    let (mut sim, url) = tokio::task::spawn_blocking(simulator).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("linq-sim-subscribe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    let run = |args: Vec<String>| {
+        let mut cmd = exporter();
+        cmd.args(["--linq.base-url", &url])
+            .args(args)
+            .env("LINQ_API_V3_API_KEY", linq_exporter::demo::DEMO_KEY);
+        cmd
+    };
+    let (stdout, _) = success_output(run(vec![
+        "webhook".into(),
+        "subscribe".into(),
+        "--url".into(),
+        "https://hooks.example.com/webhook".into(),
+        "--events".into(),
+        "message.failed,message.read".into(),
+        "--secret-file".into(),
+        file.to_str().unwrap().into(),
+    ]))
+    .await;
+    let id = stdout.split_whitespace().nth(2).unwrap().to_string();
+    assert!(stdout.starts_with("created subscription "), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{}\n", linq_exporter::config::DEMO_WEBHOOK_SECRET)
+    );
+    let (stdout, _) = success_output(run(vec!["webhook".into(), "list".into()])).await;
+    assert_eq!(
+        stdout,
+        format!("ID\tACTIVE\tTARGET URL\tEVENTS\n{id}\tyes\thttps://hooks.example.com/webhook\tmessage.failed,message.read\n")
+    );
+    let (stdout, _) = success_output(run(vec![
+        "webhook".into(),
+        "delete".into(),
+        "--id".into(),
+        id.clone(),
+    ]))
+    .await;
+    assert_eq!(stdout, format!("deleted subscription {id}\n"));
+    let (stdout, _) = success_output(run(vec!["webhook".into(), "list".into()])).await;
+    assert_eq!(stdout, "ID\tACTIVE\tTARGET URL\tEVENTS\n");
+    // Deleting it again: the API's JSON 404, said clearly.
+    let out = output(run(vec![
+        "webhook".into(),
+        "delete".into(),
+        "--id".into(),
+        id,
+    ]))
+    .await;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "linq-exporter webhook: HTTP 404: Webhook subscription not found\n"
+    );
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,17 +3,24 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::api::client::Secret;
 use crate::config::values::{
-    parse_duration, ByteSize, ListenAddress, LogFormat, PageSize, TelemetryPath,
+    parse_duration, ByteSize, ListenAddress, LogFormat, LogLevel, PageSize, TelemetryPath,
 };
 use crate::metrics::snapshot::ChatMetrics;
 
 /// Prometheus exporter for the health of Linq (iMessage, SMS, RCS) business conversations.
 #[derive(Debug, Parser)]
-#[command(name = "linq-exporter", version, about, long_about = None, args_override_self = true)]
+#[command(name = "linq-exporter", version = VERSION_LINE, about, long_about = None, args_override_self = true)]
 pub struct Cli {
+    /// Where the secrets came from, filled by [`Cli::parse_with_origins`] (empty when the flags
+    /// were parsed some other way, as in unit tests: then the fields given are named).
+    #[arg(skip)]
+    pub origins: Origins,
+
     /// Optional subcommand; without one the exporter runs.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -229,7 +236,7 @@ pub struct Cli {
         env = "LINQ_EXPORTER_LOG_LEVEL",
         default_value = "info"
     )]
-    pub log_level: String,
+    pub log_level: LogLevel,
 
     /// Log format: text or json.
     #[arg(
@@ -300,6 +307,136 @@ pub struct Cli {
     pub demo_unauthorized_rate: f64,
 }
 
+/// `--version`: the version and the git revision it was built from.
+const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("LINQ_EXPORTER_REVISION"),
+    ")"
+);
+
+/// The SDK's environment variable for the webhook signing secret (`linq-python` reads it in
+/// `LinqAPIV3(webhook_secret=...)`), accepted beside `LINQ_WEBHOOK_SIGNING_SECRET`.
+pub const SDK_WEBHOOK_SECRET_ENV: &str = "LINQ_WEBHOOK_SECRET";
+
+/// Every way each secret was given, by name (`--linq.api-key`, `LINQ_API_V3_API_KEY
+/// (environment)`), for the rule that a secret is given one way only.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// Whether this was filled from the parser's value sources.
+    pub known: bool,
+    /// The ways the API key was given.
+    pub api_key: Vec<String>,
+    /// The ways the webhook signing secret was given.
+    pub webhook_secret: Vec<String>,
+    /// The value of `LINQ_WEBHOOK_SECRET`, when set.
+    pub sdk_webhook_secret: Option<Secret>,
+    /// Flags given on the command line or through their environment variable (arg ids).
+    pub explicit: Vec<String>,
+}
+
+/// The names of the ways one argument was given: its flag on the command line, its environment
+/// variable (also when the command line overrides it: both count).
+fn ways(
+    matches: &clap::ArgMatches,
+    id: &str,
+    flag: &str,
+    env_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let non_empty = matches
+        .get_raw(id)
+        .and_then(|mut v| v.next())
+        .is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+    if non_empty && matches.value_source(id) == Some(ValueSource::CommandLine) {
+        out.push(flag.to_string());
+    }
+    if env(env_name).is_some_and(|v| !v.trim().is_empty()) {
+        out.push(format!("{env_name} (environment)"));
+    }
+    out
+}
+
+impl Cli {
+    /// Parses the process's arguments (exiting with clap's message on a bad one) and records
+    /// where each secret came from.
+    pub fn parse_with_origins() -> Cli {
+        match Self::try_parse_with_origins(std::env::args_os(), &|k| std::env::var(k).ok()) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// [`Cli::parse_with_origins`] over `args`, with `env` for the environment checks.
+    pub fn try_parse_with_origins<I, T>(
+        args: I,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = <Cli as CommandFactory>::command().try_get_matches_from(args)?;
+        let mut cli = <Cli as FromArgMatches>::from_arg_matches(&matches)?;
+        let mut api_key = ways(
+            &matches,
+            "api_key",
+            "--linq.api-key",
+            "LINQ_API_V3_API_KEY",
+            env,
+        );
+        api_key.extend(ways(
+            &matches,
+            "api_key_file",
+            "--linq.api-key-file",
+            "LINQ_API_V3_API_KEY_FILE",
+            env,
+        ));
+        let mut webhook_secret = ways(
+            &matches,
+            "webhook_secret",
+            "--webhook.signing-secret",
+            "LINQ_WEBHOOK_SIGNING_SECRET",
+            env,
+        );
+        webhook_secret.extend(ways(
+            &matches,
+            "webhook_secret_file",
+            "--webhook.signing-secret-file",
+            "LINQ_WEBHOOK_SIGNING_SECRET_FILE",
+            env,
+        ));
+        let sdk_webhook_secret = env(SDK_WEBHOOK_SECRET_ENV)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        if sdk_webhook_secret.is_some() {
+            webhook_secret.push(format!("{SDK_WEBHOOK_SECRET_ENV} (environment)"));
+        }
+        // Command-line flags first, then the environment.
+        api_key.sort_by_key(|w| !w.starts_with("--"));
+        webhook_secret.sort_by_key(|w| !w.starts_with("--"));
+        let explicit = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        cli.origins = Origins {
+            known: true,
+            api_key,
+            webhook_secret,
+            sdk_webhook_secret: sdk_webhook_secret.map(Secret::new),
+            explicit,
+        };
+        Ok(cli)
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -359,4 +496,10 @@ pub enum WebhookCommand {
     },
     /// List the account's subscriptions (GET /v3/webhook-subscriptions).
     List,
+    /// Delete a subscription (DELETE /v3/webhook-subscriptions/{id}).
+    Delete {
+        /// The subscription's id, as `webhook list` or `webhook subscribe` prints it.
+        #[arg(long = "id")]
+        id: String,
+    },
 }

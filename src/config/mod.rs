@@ -14,7 +14,8 @@ pub use crate::metrics::snapshot::ChatMetrics;
 use cli::Cli;
 pub use simulator::{SimConfig, DEMO_WEBHOOK_SECRET};
 pub use values::{
-    parse_duration, ByteSize, ListenAddress, LogFormat, PageSize, ReadyMaxAge, TelemetryPath,
+    parse_duration, ByteSize, ListenAddress, LogFormat, LogLevel, PageSize, ReadyMaxAge,
+    TelemetryPath,
 };
 
 /// A configuration error, naming the offending flag.
@@ -23,6 +24,14 @@ pub enum ConfigError {
     /// Neither a key nor a key file was given outside demo mode.
     #[error("no Linq API key: set --linq.api-key (env LINQ_API_V3_API_KEY) or --linq.api-key-file (env LINQ_API_V3_API_KEY_FILE), or run with --demo")]
     MissingApiKey,
+    /// A secret was given more than one way.
+    #[error("{} give the {what}; give it one way", both(sources))]
+    Conflict {
+        /// The secret, e.g. `API key`.
+        what: &'static str,
+        /// Each way it was given, e.g. `--linq.api-key`, `LINQ_API_V3_API_KEY (environment)`.
+        sources: Vec<String>,
+    },
     /// A flag value is invalid.
     #[error("invalid value for {flag}: {reason}")]
     Invalid {
@@ -31,6 +40,98 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// "A and B both", "A, B and C all".
+fn both(sources: &[String]) -> String {
+    match sources {
+        [a, b] => format!("{a} and {b} both"),
+        [rest @ .., last] => format!("{} and {last} all", rest.join(", ")),
+        [] => String::new(),
+    }
+}
+
+/// The ways a secret was given: from the parser's origins when known, else the fields set.
+fn ways_given(known: bool, from_origins: &[String], fields: &[(&str, bool)]) -> Vec<String> {
+    if known {
+        return from_origins.to_vec();
+    }
+    fields
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn non_empty(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|v| !v.trim().is_empty())
+}
+
+/// The API key from the flags, refusing a key given more than one way (value flag, file flag,
+/// their environment variables). `None` when none is given.
+pub fn api_key_source(cli: &Cli) -> Result<Option<ApiKeySource>, ConfigError> {
+    let ways = ways_given(
+        cli.origins.known,
+        &cli.origins.api_key,
+        &[
+            ("--linq.api-key", non_empty(&cli.api_key)),
+            ("--linq.api-key-file", cli.api_key_file.is_some()),
+        ],
+    );
+    if ways.len() > 1 {
+        return Err(ConfigError::Conflict {
+            what: "API key",
+            sources: ways,
+        });
+    }
+    Ok(match (&cli.api_key, &cli.api_key_file) {
+        (Some(k), _) if !k.trim().is_empty() => Some(ApiKeySource::Value(Secret::new(k.trim()))),
+        (_, Some(path)) => Some(ApiKeySource::File(path.clone())),
+        _ => None,
+    })
+}
+
+/// Whether a signing secret can verify Standard Webhooks signatures (`whsec_` + base64).
+pub fn standard_webhooks_secret(secret: &str) -> bool {
+    let secret = secret.trim();
+    !secret.is_empty() && standardwebhooks::Webhook::new(secret).is_ok()
+}
+
+/// The webhook signing secret from the flags (or the SDK's `LINQ_WEBHOOK_SECRET`), refusing
+/// one given more than one way and a value that cannot verify Standard Webhooks signatures.
+fn webhook_secret(cli: &Cli) -> Result<Option<WebhookSecret>, ConfigError> {
+    let ways = ways_given(
+        cli.origins.known,
+        &cli.origins.webhook_secret,
+        &[
+            ("--webhook.signing-secret", non_empty(&cli.webhook_secret)),
+            (
+                "--webhook.signing-secret-file",
+                cli.webhook_secret_file.is_some(),
+            ),
+        ],
+    );
+    if ways.len() > 1 {
+        return Err(ConfigError::Conflict {
+            what: "webhook signing secret",
+            sources: ways,
+        });
+    }
+    let (flag, value) = match (&cli.webhook_secret, &cli.webhook_secret_file) {
+        (_, Some(path)) => return Ok(Some(WebhookSecret::File(path.clone()))),
+        (Some(s), None) if !s.trim().is_empty() => ("--webhook.signing-secret", s.trim()),
+        _ => match &cli.origins.sdk_webhook_secret {
+            Some(s) => (cli::SDK_WEBHOOK_SECRET_ENV, s.expose().trim()),
+            None => return Ok(None),
+        },
+    };
+    if !standard_webhooks_secret(value) {
+        return Err(ConfigError::Invalid {
+            flag,
+            reason: "the signing secret is not whsec_ followed by base64 (as Linq issues it), so Standard Webhooks signatures cannot be verified".into(),
+        });
+    }
+    Ok(Some(WebhookSecret::Value(Secret::new(value))))
 }
 
 /// Where the webhook signing secret comes from.
@@ -141,7 +242,9 @@ fn fraction(flag: &'static str, v: f64) -> Result<f64, ConfigError> {
 }
 
 fn valid_e164(n: &str) -> bool {
-    let digits = n.strip_prefix('+').unwrap_or(n);
+    let Some(digits) = n.strip_prefix('+') else {
+        return false;
+    };
     (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0')
@@ -153,13 +256,7 @@ impl TryFrom<&Cli> for Config {
     fn try_from(cli: &Cli) -> Result<Self, Self::Error> {
         let invalid = |flag: &'static str, reason: String| ConfigError::Invalid { flag, reason };
 
-        let api_key = match (&cli.api_key, &cli.api_key_file) {
-            (Some(k), _) if !k.trim().is_empty() => {
-                Some(ApiKeySource::Value(Secret::new(k.trim())))
-            }
-            (_, Some(path)) => Some(ApiKeySource::File(path.clone())),
-            _ => None,
-        };
+        let api_key = api_key_source(cli)?;
         if api_key.is_none() && !cli.demo {
             return Err(ConfigError::MissingApiKey);
         }
@@ -193,14 +290,10 @@ impl TryFrom<&Cli> for Config {
             if !valid_e164(n) {
                 return Err(invalid(
                     "--linq.from",
-                    format!("{n:?} is not an E.164 number such as +14155551234"),
+                    format!("{n:?} is not an E.164 number: a + then the country code and number, such as +14155551234"),
                 ));
             }
-            let n = if n.starts_with('+') {
-                n.to_string()
-            } else {
-                format!("+{n}")
-            };
+            let n = n.to_string();
             if !from.contains(&n) {
                 from.push(n);
             }
@@ -252,15 +345,48 @@ impl TryFrom<&Cli> for Config {
                 return Err(invalid("--web.ready-max-age", "must be above zero".into()));
             }
         }
-        let webhook_secret = match (&cli.webhook_secret, &cli.webhook_secret_file) {
-            (_, Some(path)) => Some(WebhookSecret::File(path.clone())),
-            (Some(s), None) if !s.trim().is_empty() => {
-                Some(WebhookSecret::Value(Secret::new(s.trim())))
-            }
-            _ => None,
-        };
+        let webhook_secret = webhook_secret(cli)?;
         if cli.webhook_max_age.is_zero() {
             return Err(invalid("--webhook.max-age", "must be above zero".into()));
+        }
+        if cli.webhook_listen_address.is_none() && !cli.demo {
+            // Flags that only mean something to the receiver: refused without it, not ignored.
+            let given = |id: &str, differs: bool| {
+                if cli.origins.known {
+                    cli.origins.explicit.iter().any(|e| e == id)
+                } else {
+                    differs
+                }
+            };
+            for (id, flag, differs) in [
+                (
+                    "webhook_secret",
+                    "--webhook.signing-secret",
+                    non_empty(&cli.webhook_secret),
+                ),
+                (
+                    "webhook_secret_file",
+                    "--webhook.signing-secret-file",
+                    cli.webhook_secret_file.is_some(),
+                ),
+                (
+                    "webhook_path",
+                    "--webhook.path",
+                    cli.webhook_path.0 != "/webhook",
+                ),
+                (
+                    "webhook_max_age",
+                    "--webhook.max-age",
+                    cli.webhook_max_age != Duration::from_secs(300),
+                ),
+            ] {
+                if given(id, differs) {
+                    return Err(invalid(
+                        flag,
+                        "needs --webhook.listen-address (env LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS): the webhook receiver is off without it".into(),
+                    ));
+                }
+            }
         }
         let webhook = match (cli.webhook_listen_address, webhook_secret) {
             (Some(addr), Some(secret)) => Some(WebhookConfig {
@@ -432,19 +558,198 @@ mod tests {
         let c = cli(&[
             "--demo",
             "--linq.from",
-            "+14155550100,14155550101",
+            "+14155550100,+14155550101",
             "--linq.from",
             "+14155550100",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.from, vec!["+14155550100", "+14155550101"]);
-        let c = cli(&["--demo", "--linq.from", "hello"]).unwrap_or_else(|e| panic!("{e}"));
-        let err = Config::try_from(&c)
+        // Without the +, a number is refused, not guessed at (4155550100 is not +4155550100).
+        for bad in ["hello", "4155550100", "14155550101", "+0123", "+1"] {
+            let c = cli(&["--demo", "--linq.from", bad]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                config_error(&c),
+                format!("invalid value for --linq.from: {bad:?} is not an E.164 number: a + then the country code and number, such as +14155551234")
+            );
+        }
+    }
+
+    fn config_error(c: &Cli) -> String {
+        Config::try_from(c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Parses with origins, the environment given as pairs.
+    fn with_env(args: &[&str], env: &[(&str, &str)]) -> Cli {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let mut full = vec!["linq-exporter"];
+        full.extend_from_slice(args);
+        Cli::try_parse_with_origins(full, &lookup).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_secret_given_two_ways_is_refused_naming_both() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                &["--linq.api-key", "a", "--linq.api-key-file", "/k"],
+                &[],
+                "--linq.api-key and --linq.api-key-file both give the API key; give it one way",
+            ),
+            (
+                &["--linq.api-key-file", "/k"],
+                &[("LINQ_API_V3_API_KEY", "sk_env")],
+                "--linq.api-key-file and LINQ_API_V3_API_KEY (environment) both give the API key; give it one way",
+            ),
+            (
+                &["--linq.api-key", "a"],
+                &[("LINQ_API_V3_API_KEY", "sk_env")],
+                "--linq.api-key and LINQ_API_V3_API_KEY (environment) both give the API key; give it one way",
+            ),
+            (
+                &[
+                    "--linq.api-key", "k", "--webhook.listen-address", ":0",
+                    "--webhook.signing-secret", "whsec_c2VjcmV0",
+                    "--webhook.signing-secret-file", "/f",
+                ],
+                &[],
+                "--webhook.signing-secret and --webhook.signing-secret-file both give the webhook signing secret; give it one way",
+            ),
+            (
+                &[
+                    "--linq.api-key", "k", "--webhook.listen-address", ":0",
+                    "--webhook.signing-secret-file", "/f",
+                ],
+                &[("LINQ_WEBHOOK_SECRET", "whsec_c2VjcmV0"), ("LINQ_WEBHOOK_SIGNING_SECRET", "whsec_c2VjcmV0")],
+                "--webhook.signing-secret-file, LINQ_WEBHOOK_SIGNING_SECRET (environment) and LINQ_WEBHOOK_SECRET (environment) all give the webhook signing secret; give it one way",
+            ),
+        ];
+        for (args, env, want) in cases {
+            let err = config_error(&with_env(args, env));
+            assert_eq!(&err, want, "{args:?} {env:?}");
+            assert!(
+                !err.contains("sk_env") && !err.contains("c2VjcmV0"),
+                "{err}"
+            );
+        }
+        // One way is fine; an empty variable is no way.
+        let c = with_env(
+            &["--linq.api-key-file", "/k"],
+            &[("LINQ_API_V3_API_KEY", " ")],
+        );
+        assert!(matches!(
+            Config::try_from(&c).map(|c| c.api_key),
+            Ok(Some(ApiKeySource::File(_)))
+        ));
+    }
+
+    #[test]
+    fn the_sdk_webhook_secret_variable_is_accepted() {
+        let c = with_env(
+            &["--linq.api-key", "k", "--webhook.listen-address", ":0"],
+            &[("LINQ_WEBHOOK_SECRET", "whsec_c2VjcmV0")],
+        );
+        let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+        match cfg.webhook.map(|w| w.secret) {
+            Some(WebhookSecret::Value(s)) => assert_eq!(s.expose(), "whsec_c2VjcmV0"),
+            other => panic!("{other:?}"),
+        }
+        let c = with_env(
+            &["--linq.api-key", "k", "--webhook.listen-address", ":0"],
+            &[("LINQ_WEBHOOK_SECRET", "not base64!")],
+        );
+        assert_eq!(config_error(&c), "invalid value for LINQ_WEBHOOK_SECRET: the signing secret is not whsec_ followed by base64 (as Linq issues it), so Standard Webhooks signatures cannot be verified");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_directives() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "warn,linq_exporter=debug",
+            "linq_exporter::webhook=trace",
+        ] {
+            assert!(cli(&["--demo", "--log.level", good]).is_ok(), "{good}");
+        }
+        for bad in [
+            "verbose",
+            "info,verbose",
+            "linq_exporter=verbose",
+            "",
+            "info,",
+        ] {
+            let err = cli(&["--demo", "--log.level", bad])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("--log.level"), "{bad}: {err}");
+        }
+        let err = cli(&["--demo", "--log.level", "verbose"])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("--linq.from"), "{err}");
+        assert!(
+            err.contains("\"verbose\" is not a level (error, warn, info, debug, trace, off) nor a target=level directive"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn webhook_flags_without_the_receiver_are_refused() {
+        for (args, flag) in [
+            (
+                &["--webhook.signing-secret", "whsec_c2VjcmV0"][..],
+                "--webhook.signing-secret",
+            ),
+            (
+                &["--webhook.signing-secret-file", "/f"][..],
+                "--webhook.signing-secret-file",
+            ),
+            (&["--webhook.path", "/hooks"][..], "--webhook.path"),
+            (&["--webhook.max-age", "1m"][..], "--webhook.max-age"),
+        ] {
+            let mut full = vec!["--linq.api-key", "k"];
+            full.extend_from_slice(args);
+            for c in [
+                cli(&full).unwrap_or_else(|e| panic!("{e}")),
+                with_env(&full, &[]),
+            ] {
+                assert_eq!(
+                    config_error(&c),
+                    format!("invalid value for {flag}: needs --webhook.listen-address (env LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS): the webhook receiver is off without it")
+                );
+            }
+        }
+        // The SDK's variable alone does not: it may be set for the SDK, not for us.
+        let c = with_env(
+            &["--linq.api-key", "k"],
+            &[("LINQ_WEBHOOK_SECRET", "whsec_c2VjcmV0")],
+        );
+        assert!(Config::try_from(&c).is_ok_and(|c| c.webhook.is_none()));
+    }
+
+    #[test]
+    fn a_signing_secret_that_cannot_verify_standard_webhooks_is_refused() {
+        let c = cli(&[
+            "--linq.api-key",
+            "k",
+            "--webhook.listen-address",
+            ":0",
+            "--webhook.signing-secret",
+            "my-plain-password",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = config_error(&c);
+        assert_eq!(err, "invalid value for --webhook.signing-secret: the signing secret is not whsec_ followed by base64 (as Linq issues it), so Standard Webhooks signatures cannot be verified");
+        assert!(!err.contains("my-plain-password"));
     }
 
     #[test]

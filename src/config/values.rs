@@ -191,3 +191,51 @@ impl FromStr for LogFormat {
         }
     }
 }
+
+/// `--log.level`: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or tracing filter
+/// directives (`info,linq_exporter=debug`). A bare word that is no level is refused: tracing
+/// would read it as a target name and silence every other line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(pub String);
+
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let is_level = |w: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
+        if s.is_empty() {
+            return Err("empty; use error, warn, info, debug or trace".into());
+        }
+        for directive in s.split(',') {
+            let d = directive.trim();
+            if d.is_empty() {
+                return Err(format!("{s:?} has an empty directive"));
+            }
+            match d.rsplit_once('=') {
+                None if !d.contains('[') && !is_level(d) => {
+                    return Err(format!(
+                        "{d:?} is not a level (error, warn, info, debug, trace, off) nor a target=level directive"
+                    ))
+                }
+                Some((_, level)) if !is_level(level) => {
+                    return Err(format!(
+                        "{d:?}: {level:?} is not a level (error, warn, info, debug, trace, off)"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(s)
+            .map_err(|e| format!("{s:?} is not a tracing filter: {e}"))?;
+        Ok(LogLevel(s.to_string()))
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

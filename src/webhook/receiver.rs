@@ -45,6 +45,9 @@ pub enum SecretError {
     /// The secret is empty.
     #[error("the webhook signing secret is empty")]
     Empty,
+    /// The secret is not `whsec_` + base64: Standard Webhooks signatures cannot be verified.
+    #[error("the webhook signing secret{} is not whsec_ followed by base64 (as Linq issues it), so Standard Webhooks signatures cannot be verified", .0.as_ref().map(|p| format!(" in --webhook.signing-secret-file {p:?}")).unwrap_or_default())]
+    NotStandard(Option<PathBuf>),
 }
 
 fn load(secret: &WebhookSecret) -> Result<String, SecretError> {
@@ -58,11 +61,17 @@ fn load(secret: &WebhookSecret) -> Result<String, SecretError> {
                 })?
             }
         };
-        let secret = text.trim().to_string();
-        if secret.is_empty() {
+        let text = text.trim().to_string();
+        if text.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(secret)
+        if !crate::config::standard_webhooks_secret(&text) {
+            return Err(SecretError::NotStandard(match secret {
+                WebhookSecret::File(path) => Some(path.clone()),
+                WebhookSecret::Value(_) => None,
+            }));
+        }
+        Ok(text)
     }
 }
 
@@ -116,6 +125,8 @@ impl Receiver {
             let mut ticker = tokio::time::interval(SECRET_RELOAD_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last = load(&secret).ok();
+            // A failing file is warned about once per distinct error, not at every check.
+            let mut last_error: Option<String> = None;
             loop {
                 tokio::select! {
                     changed = directory.changed() => {
@@ -141,10 +152,21 @@ impl Receiver {
                                     Err(p) => *p.into_inner() = v,
                                 }
                                 last = Some(s);
+                                last_error = None;
                                 tracing::info!("webhook signing secret reloaded");
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "webhook signing secret reload failed; keeping the previous secret"),
+                            Ok(_) => {
+                                if last_error.take().is_some() {
+                                    tracing::info!("webhook signing secret file readable again; secret unchanged");
+                                }
+                            }
+                            Err(e) => {
+                                let e = e.to_string();
+                                if last_error.as_deref() != Some(e.as_str()) {
+                                    tracing::warn!(error = %e, "webhook signing secret reload failed; keeping the previous secret (warned once until the error changes)");
+                                    last_error = Some(e);
+                                }
+                            }
                         }
                     }
                 }
