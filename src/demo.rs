@@ -717,7 +717,7 @@ async fn respond_after(
 }
 
 /// Sends the receiver at `url` signed webhook events about the simulated account, as Linq
-/// does (both header sets), about 20 a second: mostly message sent, delivered and read, some
+/// does (both header sets), one every `cfg.webhook_interval` (about 20 a second by default): mostly message sent, delivered and read, some
 /// received, about 2 % of sent messages failed (codes 3007 and 4001), some participant and chat events, each
 /// line's status at the start (the last line FLAGGED) and every few minutes, and now and then a
 /// forged, a stale and a replayed request so the rejection counters move.
@@ -739,7 +739,8 @@ pub fn spawn_webhook_sender(
                 return;
             }
         };
-        let mut ticker = tokio::time::interval(Duration::from_millis(50));
+        let mut ticker =
+            tokio::time::interval(sim.cfg.webhook_interval.max(Duration::from_millis(1)));
         let mut last: Option<Delivery> = None;
         for n in 0u64.. {
             ticker.tick().await;

@@ -123,15 +123,18 @@ async fn main() -> ExitCode {
         chats,
         numbers,
         latency,
+        webhook_url,
+        webhook_interval,
     }) = &cli.command
     {
         let sim = linq_exporter::demo::SimConfig {
             chats: *chats,
             numbers: linq_exporter::demo::numbers(*numbers),
             latency: *latency,
+            webhook_interval: *webhook_interval,
             ..Default::default()
         };
-        return match simulate(sim, listen.0).await {
+        return match simulate(sim, listen.0, webhook_url.as_deref()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("linq-exporter simulate: {e:#}");
@@ -206,11 +209,25 @@ async fn webhook_command(cli: &Cli, action: &WebhookCommand) -> anyhow::Result<(
 async fn simulate(
     sim: linq_exporter::demo::SimConfig,
     addr: std::net::SocketAddr,
+    webhook_url: Option<&str>,
 ) -> anyhow::Result<()> {
+    if let Some(u) = webhook_url {
+        match reqwest::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+            _ => anyhow::bail!("invalid value for --webhook-url: {u:?} is not an http(s) URL"),
+        }
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding --listen {addr}"))?;
+        .with_context(|| format!("cannot listen on --listen {addr}"))?;
     let (url, task) = linq_exporter::demo::spawn(&sim, listener)?;
+    let sender = webhook_url.map(|u| {
+        linq_exporter::demo::spawn_webhook_sender(
+            &sim,
+            u.to_string(),
+            linq_exporter::demo::DEMO_WEBHOOK_SECRET.to_string(),
+        )
+    });
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -223,6 +240,9 @@ async fn simulate(
     }
     shutdown_signal().await;
     task.abort();
+    if let Some(sender) = sender {
+        sender.abort();
+    }
     Ok(())
 }
 

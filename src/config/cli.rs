@@ -454,6 +454,12 @@ pub enum Command {
         /// Response time of every request (e.g. 100ms); the simulator builds the answer within it.
         #[arg(long = "latency", default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
+        /// Also send the demo's signed webhook events (the demo's secret) to this URL.
+        #[arg(long = "webhook-url")]
+        webhook_url: Option<String>,
+        /// Time between two webhook deliveries with --webhook-url.
+        #[arg(long = "webhook-interval", default_value = "50ms", value_parser = parse_duration)]
+        webhook_interval: Duration,
     },
     /// Manage the account's webhook subscriptions (with --linq.base-url and the API key flags).
     Webhook {

@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub unauthorized_rate: f64,
     /// How long health values stay put before drifting.
     pub drift_period: Duration,
+    /// Time between two demo webhook deliveries.
+    pub webhook_interval: Duration,
 }
 
 impl Default for SimConfig {
@@ -47,6 +49,7 @@ impl Default for SimConfig {
             malformed_rate: 0.0,
             unauthorized_rate: 0.0,
             drift_period: Duration::from_secs(15),
+            webhook_interval: Duration::from_millis(50),
         }
     }
 }
