@@ -807,3 +807,45 @@ async fn webhook_subscribe_list_and_delete_work_against_the_simulator() {
     let _ = sim.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_demo_status_page_shows_the_webhook_receiver_and_the_flagged_line() {
+    let port = free_port();
+    let mut server = exporter();
+    server
+        .args([
+            "--demo",
+            "--demo.chats",
+            "50",
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = server.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    wait_http(&url).await;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+        if page.contains("<td class=\"bad\">FLAGGED</td>") && page.contains("ago)") {
+            break Some(page);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let page = page.expect("the status page shows a FLAGGED line and a last webhook event");
+    assert!(page.contains("<h2>Webhook receiver</h2>"), "{page}");
+    assert!(page.contains("<td>+12125550199</td>"), "{page}");
+    assert!(
+        page.contains("<th>Number</th><th>Reputation</th><th>Status</th>"),
+        "{page}"
+    );
+}

@@ -48,6 +48,63 @@ fn score_class(low: usize) -> &'static str {
     }
 }
 
+/// What the webhook receiver has counted, read from the exporter's own metrics.
+#[derive(Debug, Default, PartialEq)]
+struct Webhooks {
+    /// Whether the receiver is on (its metrics are registered).
+    on: bool,
+    /// Unix time of the last verified event; 0 before the first.
+    last_event: f64,
+    /// Verified events.
+    events: f64,
+    /// Rejections by reason, non-zero ones.
+    rejected: Vec<(String, f64)>,
+    /// Each line's status from `phone_number.status_updated`.
+    line_status: Vec<(String, String)>,
+}
+
+/// The value of `name="..."` in a sample's labels.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = labels[start..].find('"')?;
+    labels.get(start..start + len)
+}
+
+/// Reads the receiver's series from the self-metrics exposition (text format).
+fn webhooks(exposition: &str) -> Webhooks {
+    let mut w = Webhooks::default();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        match name {
+            "linq_webhook_last_event_timestamp_seconds" => {
+                w.on = true;
+                w.last_event = value;
+            }
+            "linq_webhook_events_total" => w.events += value,
+            "linq_webhook_rejected_total" if value > 0.0 => {
+                if let Some(reason) = label(labels, "reason") {
+                    w.rejected.push((reason.to_string(), value));
+                }
+            }
+            "linq_phone_number_status" if value > 0.0 => {
+                if let (Some(n), Some(st)) =
+                    (label(labels, "phone_number"), label(labels, "status"))
+                {
+                    w.line_status.push((n.to_string(), st.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    w
+}
+
 /// Renders the page.
 pub fn render(state: &AppState, now: SystemTime) -> String {
     let mut h = String::with_capacity(16 * 1024);
@@ -89,6 +146,37 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
         );
     }
     h.push_str("</table>");
+
+    let mut own = Vec::new();
+    state.metrics.render(&mut own);
+    let hooks = webhooks(&String::from_utf8_lossy(&own));
+    if hooks.on {
+        h.push_str("<h2>Webhook receiver</h2><table id=\"webhooks\">");
+        let last = if hooks.last_event > 0.0 {
+            let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(hooks.last_event);
+            let ago = now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0);
+            format!("{} ({ago}s ago)", rfc3339(at))
+        } else {
+            "none yet".to_string()
+        };
+        let _ = write!(
+            h,
+            "<tr><th>Last verified event</th><td id=\"webhook-last-event\">{last}</td></tr>\
+<tr><th>Verified events</th><td class=\"n\" id=\"webhook-events\">{}</td></tr>",
+            hooks.events
+        );
+        if hooks.rejected.is_empty() {
+            h.push_str("<tr><th>Rejected</th><td class=\"n\">0</td></tr>");
+        }
+        for (reason, n) in &hooks.rejected {
+            let _ = write!(
+                h,
+                "<tr><th>Rejected: {}</th><td class=\"n bad\">{n}</td></tr>",
+                escape_html(reason)
+            );
+        }
+        h.push_str("</table>");
+    }
 
     let Some(p) = published else {
         h.push_str("<p>No complete sweep yet: no chat data to show.</p></body></html>");
@@ -186,13 +274,37 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
     }
     h.push_str("</table>");
 
-    if !s.reputations.is_empty() {
-        h.push_str("<h2>Line reputation</h2><table>");
-        for (number, status) in &s.reputations {
+    // Each line: its reputation (from the sweep) and its status (from webhooks, when on).
+    let mut lines: Vec<&str> = s.reputations.iter().map(|(n, _)| n.as_str()).collect();
+    for (n, _) in &hooks.line_status {
+        if !lines.contains(&n.as_str()) {
+            lines.push(n);
+        }
+    }
+    lines.sort_unstable();
+    if !lines.is_empty() {
+        h.push_str("<h2>Lines</h2><table id=\"lines\"><tr><th>Number</th><th>Reputation</th><th>Status</th></tr>");
+        for number in lines {
+            let reputation = s
+                .reputations
+                .iter()
+                .find(|(n, _)| n.as_str() == number)
+                .map_or("–", |(_, r)| r.as_str());
+            let status = hooks
+                .line_status
+                .iter()
+                .find(|(n, _)| n == number)
+                .map_or("–", |(_, st)| st.as_str());
+            let class = if status == "ACTIVE" || status == "–" {
+                ""
+            } else {
+                " class=\"bad\""
+            };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
                 escape_html(number),
+                escape_html(reputation),
                 escape_html(status)
             );
         }
@@ -257,6 +369,27 @@ mod tests {
                 "{class}"
             );
         }
+    }
+
+    #[test]
+    fn reads_the_receivers_series() {
+        let text = "# HELP x\nlinq_webhook_last_event_timestamp_seconds 1700000000\n\
+linq_webhook_events_total{event_type=\"message.sent\"} 3\n\
+linq_webhook_events_total{event_type=\"message.read\"} 2\n\
+linq_webhook_rejected_total{reason=\"signature\"} 1\n\
+linq_webhook_rejected_total{reason=\"timestamp\"} 0\n\
+linq_phone_number_status{phone_number=\"+14155550100\",status=\"FLAGGED\"} 1\n";
+        assert_eq!(
+            webhooks(text),
+            Webhooks {
+                on: true,
+                last_event: 1_700_000_000.0,
+                events: 5.0,
+                rejected: vec![("signature".into(), 1.0)],
+                line_status: vec![("+14155550100".into(), "FLAGGED".into())],
+            }
+        );
+        assert!(!webhooks("linq_up 1\n").on);
     }
 
     #[test]
