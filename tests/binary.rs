@@ -849,3 +849,51 @@ async fn the_demo_status_page_shows_the_webhook_receiver_and_the_flagged_line() 
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_secret_file_is_warned_about_once_not_every_second() {
+    let api = FakeApi::start().await;
+    api.chats(None, vec![page(vec![], None)]);
+    let dir = std::env::temp_dir().join(format!("linq-secret-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "whsec_c2VjcmV0\n").unwrap();
+    let port = free_port();
+    let mut cmd = exporter();
+    cmd.args([
+        "--linq.base-url",
+        &api.url,
+        "--linq.api-key",
+        KEY,
+        "--web.listen-address",
+        &format!("127.0.0.1:{port}"),
+        "--webhook.listen-address",
+        "127.0.0.1:0",
+        "--webhook.signing-secret-file",
+        secret.to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_http(&format!("http://127.0.0.1:{port}/healthz")).await;
+    std::fs::remove_file(&secret).unwrap();
+    // An observation window, not a synchronisation: the file is checked every second, so the
+    // old behaviour warned 3 or 4 times in it.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("webhook signing secret reload failed")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
