@@ -100,9 +100,20 @@ pub fn standard_webhooks_secret(secret: &str) -> bool {
 /// The webhook signing secret from the flags (or the SDK's `LINQ_WEBHOOK_SECRET`), refusing
 /// one given more than one way and a value that cannot verify Standard Webhooks signatures.
 fn webhook_secret(cli: &Cli) -> Result<Option<WebhookSecret>, ConfigError> {
+    // The SDK's variable counts only for the receiver: without one it may well be set for an
+    // application beside the exporter, and is none of the exporter's business.
+    let sdk_env = format!("{} (environment)", cli::SDK_WEBHOOK_SECRET_ENV);
+    let receiver_on = cli.webhook_listen_address.is_some();
+    let given: Vec<String> = cli
+        .origins
+        .webhook_secret
+        .iter()
+        .filter(|w| receiver_on || **w != sdk_env)
+        .cloned()
+        .collect();
     let ways = ways_given(
         cli.origins.known,
-        &cli.origins.webhook_secret,
+        &given,
         &[
             ("--webhook.signing-secret", non_empty(&cli.webhook_secret)),
             (
@@ -121,8 +132,8 @@ fn webhook_secret(cli: &Cli) -> Result<Option<WebhookSecret>, ConfigError> {
         (_, Some(path)) => return Ok(Some(WebhookSecret::File(path.clone()))),
         (Some(s), None) if !s.trim().is_empty() => ("--webhook.signing-secret", s.trim()),
         _ => match &cli.origins.sdk_webhook_secret {
-            Some(s) => (cli::SDK_WEBHOOK_SECRET_ENV, s.expose().trim()),
-            None => return Ok(None),
+            Some(s) if receiver_on => (cli::SDK_WEBHOOK_SECRET_ENV, s.expose().trim()),
+            _ => return Ok(None),
         },
     };
     if !standard_webhooks_secret(value) {
@@ -728,12 +739,20 @@ mod tests {
                 );
             }
         }
-        // The SDK's variable alone does not: it may be set for the SDK, not for us.
-        let c = with_env(
-            &["--linq.api-key", "k"],
-            &[("LINQ_WEBHOOK_SECRET", "whsec_c2VjcmV0")],
-        );
-        assert!(Config::try_from(&c).is_ok_and(|c| c.webhook.is_none()));
+        // The SDK's variable alone does not, whatever its value, nor does it conflict with a
+        // flag when the receiver is off: it may be set for the SDK, not for us.
+        for value in ["whsec_c2VjcmV0", "not base64!"] {
+            let c = with_env(&["--linq.api-key", "k"], &[("LINQ_WEBHOOK_SECRET", value)]);
+            assert!(
+                Config::try_from(&c).is_ok_and(|c| c.webhook.is_none()),
+                "{value}"
+            );
+            let c = with_env(&["--demo"], &[("LINQ_WEBHOOK_SECRET", value)]);
+            let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                matches!(cfg.webhook.map(|w| w.secret), Some(WebhookSecret::Value(s)) if s.expose() == DEMO_WEBHOOK_SECRET)
+            );
+        }
     }
 
     #[test]
