@@ -148,7 +148,7 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
     h.push_str("</table>");
 
     let mut own = Vec::new();
-    state.metrics.render(&mut own);
+    state.metrics.render(crate::format::Format::Text, &mut own);
     let hooks = webhooks(&String::from_utf8_lossy(&own));
     if hooks.on {
         h.push_str("<h2>Webhook receiver</h2><table id=\"webhooks\">");
