@@ -401,3 +401,17 @@ async fn process_cpu_seconds_keeps_fractions() {
     );
     assert_ne!(value.fract(), 0.0, "{value}: whole seconds only");
 }
+
+#[tokio::test]
+async fn plain_bytes_are_kept_only_while_plain_scrapes_come() {
+    let s = state();
+    publish(&s, PAGE, false, SystemTime::now());
+    let now = SystemTime::now();
+    // Prometheus asks for gzip: the sweeps keep only the gzip form.
+    get(&s, "/metrics", true).await;
+    assert!(!s.wants_plain(now));
+    get(&s, "/metrics", false).await;
+    assert!(s.wants_plain(now));
+    assert!(s.wants_plain(now + Duration::from_secs(14 * 60)));
+    assert!(!s.wants_plain(now + Duration::from_secs(16 * 60)));
+}

@@ -136,7 +136,12 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         HeaderValue::from_static(format.content_type()),
     );
     resp_headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-    let body = if accepts_gzip(&headers) {
+    let gzip = accepts_gzip(&headers);
+    if !gzip {
+        // Plain bytes are kept by the sweeps from now on (see AppState::wants_plain).
+        state.plain_asked(SystemTime::now());
+    }
+    let body = if gzip {
         resp_headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         let chunks = rendered.gzip_with_tail(&tail);
         let len = chunks.iter().map(|b| b.len() as u64).sum();

@@ -118,6 +118,8 @@ type MetricSink<'a> = dyn FnMut(&MetricEncoder<'_>) + 'a;
 /// Writes families into chunks, compressing and checksumming each finished chunk as it goes.
 struct Writer {
     encoding: Encoding,
+    /// Keep the plain chunks (else only their gzip form is kept).
+    keep_plain: bool,
     out: Vec<u8>,
     /// One protobuf `Metric` at a time, to learn its length before it is written.
     scratch: Vec<u8>,
@@ -130,9 +132,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(encoding: Encoding) -> Self {
+    fn new(encoding: Encoding, keep_plain: bool) -> Self {
         Writer {
             encoding,
+            keep_plain,
             out: Vec::with_capacity(CHUNK),
             scratch: Vec::new(),
             series: 0,
@@ -163,7 +166,7 @@ impl Writer {
         }
         self.crc.update(&chunk);
         self.len += chunk.len();
-        if !chunk.is_empty() {
+        if !chunk.is_empty() && self.keep_plain {
             self.text.push(Bytes::from(chunk));
         }
     }
@@ -171,7 +174,7 @@ impl Writer {
     fn finish(mut self, dropped: usize) -> Rendered {
         self.cut(true);
         Rendered {
-            text: Some(self.text),
+            text: self.keep_plain.then_some(self.text),
             gzip_prefix: self.gzip,
             crc: self.crc,
             len: self.len,
@@ -333,12 +336,23 @@ pub fn render_snapshot(snap: &Snapshot, opts: &RenderOptions) -> Rendered {
 
 /// Renders the snapshot's metrics in `encoding`.
 pub fn render_snapshot_as(snap: &Snapshot, opts: &RenderOptions, encoding: Encoding) -> Rendered {
+    render_snapshot_cached(snap, opts, encoding, true)
+}
+
+/// Renders the snapshot's metrics in `encoding`, keeping the plain bytes only when `keep_plain`
+/// (else each chunk is dropped once compressed, and plain answers inflate the gzip form).
+pub fn render_snapshot_cached(
+    snap: &Snapshot,
+    opts: &RenderOptions,
+    encoding: Encoding,
+    keep_plain: bool,
+) -> Rendered {
     let (chats, dropped) = snap.chats_for_series(
         opts.chat_metrics,
         opts.unhealthy_score,
         opts.max_chat_series,
     );
-    let mut w = Writer::new(encoding);
+    let mut w = Writer::new(encoding, keep_plain);
 
     per_chat(&mut w, snap, &chats, opts);
 
@@ -592,7 +606,7 @@ fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut Vec<u8>, flush: Fl
 impl Rendered {
     /// An empty snapshot (before the first complete sweep): only the self metrics are served.
     pub fn empty() -> Self {
-        Writer::new(Encoding::Text).finish(0)
+        Writer::new(Encoding::Text, true).finish(0)
     }
 
     /// The same snapshot without its plain text (the gzip form is shared, not copied). The
@@ -896,6 +910,22 @@ mod tests {
             full.gzip_with_tail(b"x").concat()
         );
         assert_eq!(Rendered::empty().without_text().text(), b"");
+    }
+
+    #[test]
+    fn without_plain_only_the_gzip_form_is_kept_and_plain_is_inflated_from_it() {
+        let s = copies_of_one_chat(3000);
+        for encoding in [Encoding::Text, Encoding::Protobuf] {
+            let full = render_snapshot_cached(&s, &RenderOptions::default(), encoding, true);
+            let lean = render_snapshot_cached(&s, &RenderOptions::default(), encoding, false);
+            assert!(full.has_text() && !lean.has_text());
+            assert_eq!(lean.series, full.series);
+            assert_eq!(lean.text(), full.text());
+            assert_eq!(
+                lean.gzip_with_tail(b"x").concat(),
+                full.gzip_with_tail(b"x").concat()
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::api::error::{ApiError, ErrorKind, SweepError};
 use crate::api::models::PhoneNumbersPage;
 use crate::api::pagination::CursorWalk;
 use crate::config::{ApiKeySource, Secret};
-use crate::metrics::exposition::{render_snapshot, render_snapshot_as, Encoding, RenderOptions};
+use crate::metrics::exposition::{render_snapshot_cached, Encoding, RenderOptions};
 use crate::metrics::snapshot::{Snapshot, SnapshotBuilder};
 use crate::sweep::cpu::CpuThread;
 use crate::sweep::state::{AppState, ChatDirectory, LastSweep, Published};
@@ -148,13 +148,21 @@ impl Poller {
                     .then(|| snapshot.reputations.clone());
                 let want_directory = self.state.wants_directory();
                 let want_protobuf = self.state.wants_protobuf(SystemTime::now());
+                let keep_plain = self.state.wants_plain(SystemTime::now());
                 let (rendered, protobuf, summary, directory) = self
                     .render_cpu
                     .run(move || {
-                        let rendered = render_snapshot(&snapshot, &render);
+                        let rendered =
+                            render_snapshot_cached(&snapshot, &render, Encoding::Text, keep_plain);
                         // Only while scrapes ask for it (see AppState::wants_protobuf).
-                        let protobuf = want_protobuf
-                            .then(|| render_snapshot_as(&snapshot, &render, Encoding::Protobuf));
+                        let protobuf = want_protobuf.then(|| {
+                            render_snapshot_cached(
+                                &snapshot,
+                                &render,
+                                Encoding::Protobuf,
+                                keep_plain,
+                            )
+                        });
                         let summary = snapshot.summary();
                         // Only for the webhook receiver: which number and service each chat is.
                         let directory =

@@ -24,9 +24,21 @@ pub struct Published {
     pub completed_at: SystemTime,
 }
 
-/// How long after a protobuf scrape each sweep still renders the protobuf form: longer than
-/// any sensible scrape interval, so that it is not dropped between two scrapes.
+/// How long after a protobuf (or a plain) scrape each sweep still renders the protobuf form (or
+/// keeps the plain bytes): longer than any sensible scrape interval, so that it is not dropped
+/// between two scrapes.
 pub const PROTOBUF_WANTED_FOR: Duration = Duration::from_secs(15 * 60);
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `asked` (Unix seconds, 0 for never) lies within [`PROTOBUF_WANTED_FOR`] of `now`.
+fn recently(asked: &AtomicU64, now: SystemTime) -> bool {
+    let asked = asked.load(Ordering::Relaxed);
+    asked > 0 && unix_secs(now).saturating_sub(asked) <= PROTOBUF_WANTED_FOR.as_secs()
+}
 
 /// How the last sweep ended.
 #[derive(Debug, Clone)]
@@ -119,6 +131,8 @@ pub struct AppState {
     directory: tokio::sync::watch::Sender<Arc<ChatDirectory>>,
     /// Unix seconds of the last scrape that preferred protobuf (0: never).
     protobuf_asked_at: AtomicU64,
+    /// Unix seconds of the last scrape without gzip (0: never).
+    plain_asked_at: AtomicU64,
 }
 
 impl AppState {
@@ -140,25 +154,32 @@ impl AppState {
             wants_directory: AtomicBool::new(false),
             directory: tokio::sync::watch::Sender::new(Arc::new(ChatDirectory::default())),
             protobuf_asked_at: AtomicU64::new(0),
+            plain_asked_at: AtomicU64::new(0),
         }
     }
 
     /// Records that a scrape preferred protobuf at `now`: sweeps render that form from now on.
     pub fn protobuf_asked(&self, now: SystemTime) {
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs().max(1));
-        self.protobuf_asked_at.store(secs, Ordering::Relaxed);
+        self.protobuf_asked_at.store(unix_secs(now).max(1), Ordering::Relaxed);
     }
 
     /// Whether a sweep ending at `now` renders the protobuf form: only while scrapes ask for it,
     /// so a format nobody reads takes no memory.
     pub fn wants_protobuf(&self, now: SystemTime) -> bool {
-        let asked = self.protobuf_asked_at.load(Ordering::Relaxed);
-        let now = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        asked > 0 && now.saturating_sub(asked) <= PROTOBUF_WANTED_FOR.as_secs()
+        recently(&self.protobuf_asked_at, now)
+    }
+
+    /// Records a scrape without gzip at `now`: sweeps keep the plain bytes from now on.
+    pub fn plain_asked(&self, now: SystemTime) {
+        self.plain_asked_at.store(unix_secs(now).max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a sweep ending at `now` keeps the plain bytes of its rendering beside the gzip
+    /// form. Prometheus always asks for gzip: the plain bytes (four to five times larger) are
+    /// kept only while clients ask for them, and until then a plain answer is inflated from
+    /// the gzip form as it is sent.
+    pub fn wants_plain(&self, now: SystemTime) -> bool {
+        recently(&self.plain_asked_at, now)
     }
 
     /// Asks the poller to publish a [`ChatDirectory`] with each snapshot (the webhook receiver).
