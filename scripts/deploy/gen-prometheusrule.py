@@ -7,6 +7,9 @@
 deploy/prometheus/alerts.yaml and deploy/prometheus/recording-rules.yaml (Prometheus rule files:
 `groups: [...]`) are the single source of the rules. Each PrometheusRule wraps the groups of one
 file unchanged, so the two can never drift: CI runs --check.
+
+It also writes the Helm chart's copy of each file (charts/linq-exporter/files/prometheus/), which
+the chart's PrometheusRule template reads with .Files.Get: Helm reads only files inside the chart.
 """
 
 import argparse
@@ -25,6 +28,13 @@ PAIRS = [
     ("deploy/prometheus/recording-rules.yaml",
      "deploy/kubernetes/monitoring/recording-rules/prometheusrule.yaml",
      "linq-exporter-recording-rules", "recording-rules"),
+]
+
+# (source rule file, the Helm chart's copy) for charts/linq-exporter/templates/prometheusrule.yaml
+CHART_COPIES = [
+    ("deploy/prometheus/alerts.yaml", "charts/linq-exporter/files/prometheus/alerts.yaml"),
+    ("deploy/prometheus/recording-rules.yaml",
+     "charts/linq-exporter/files/prometheus/recording-rules.yaml"),
 ]
 
 HEADER = """\
@@ -78,6 +88,18 @@ def render(source: str, source_text: str, name: str, component: str) -> str:
     return HEADER.format(source=source) + body
 
 
+def render_groups(source: str, source_text: str) -> str:
+    """The Helm chart's copy: the source's `groups:` alone, re-serialised the same way."""
+    doc = yaml.safe_load(source_text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list) or not doc["groups"]:
+        raise ValueError(f"{source}: expected a Prometheus rule file with a non-empty `groups:` list")
+    body = yaml.dump({"groups": doc["groups"]}, Dumper=_Dumper, sort_keys=False,
+                     default_flow_style=False, allow_unicode=True, width=4096)
+    if yaml.safe_load(body)["groups"] != doc["groups"]:
+        raise AssertionError("round trip changed the rule groups")
+    return HEADER.format(source=source) + body
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
@@ -85,9 +107,14 @@ def main() -> int:
     args = parser.parse_args()
 
     stale = 0
+    jobs = []
     for source, target, name, component in PAIRS:
         with open(os.path.join(ROOT, source), encoding="utf-8") as f:
-            want = render(source, f.read(), name, component)
+            jobs.append((source, target, render(source, f.read(), name, component)))
+    for source, target in CHART_COPIES:
+        with open(os.path.join(ROOT, source), encoding="utf-8") as f:
+            jobs.append((source, target, render_groups(source, f.read())))
+    for source, target, want in jobs:
         path = os.path.join(ROOT, target)
         if args.check:
             try:
