@@ -35,6 +35,10 @@ suite "official SDK (linq-python): chats and webhooks" python3 scripts/sdk-check
 suite "dashboards and alerts" bash scripts/ci-dashboards.sh
 suite "exposition formats (promtool, OpenMetrics parser, native histograms, exemplars)" python3 scripts/exposition-check.py
 suite "container and kubernetes" bash scripts/ci-deploy.sh
+# The basic-auth flood (tests/basic_auth_flood.rs) runs with the Rust tests above.
+suite "helm chart (lint, render, validate, kustomize parity)" python3 scripts/release/check-chart.py
+suite "supply chain (cargo-deny, SBOM, archive, workflows)" bash scripts/release/supply-chain.sh
+suite "aarch64 cross build, run under qemu" bash scripts/release/cross-aarch64.sh
 [ -f bench/run.sh ] && suite "benchmark (smoke)" bash bench/run.sh --smoke
 [ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
 # The fuzz target is not built with its instrumentation here (10 minutes); this keeps it compiling.
