@@ -18,6 +18,7 @@ name=linq-exporter-$version-$TARGET
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/$name" "$DIST"
+DIST=$(cd "$DIST" && pwd)
 install -m 0755 "$BIN" "$TMP/$name/linq-exporter"
 install -m 0644 README.md LICENSE CHANGELOG.md "$TMP/$name/"
 # Reproducible: fixed order, owner and mtime (the commit's time when in git).
@@ -35,7 +36,10 @@ fi
 # The check must be able to fail: a one-byte change is caught.
 cp "$DIST/$name.tar.gz" "$TMP/corrupt.tar.gz"
 printf 'x' >>"$TMP/corrupt.tar.gz"
-if (cd "$TMP" && sed "s/$name.tar.gz/corrupt.tar.gz/" "$OLDPWD/$DIST/$name.tar.gz.sha256" | sha256sum -c --quiet - 2>/dev/null); then
+sed "s/$name.tar.gz/corrupt.tar.gz/" "$DIST/$name.tar.gz.sha256" >"$TMP/corrupt.sha256"
+if ! grep -q corrupt.tar.gz "$TMP/corrupt.sha256"; then
+  echo "FAIL could not make the corrupted copy's checksum line"; fail=1
+elif (cd "$TMP" && sha256sum -c --quiet corrupt.sha256 >/dev/null 2>&1); then
   echo "FAIL sha256sum -c accepted a corrupted archive"; fail=1
 else
   echo "ok   sha256sum -c refuses a corrupted archive"
