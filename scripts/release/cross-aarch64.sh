@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-builds linq-exporter for aarch64-unknown-linux-gnu on an x86_64 Debian 12 machine and
 # proves the binary is a real aarch64 one: `file` says ARM aarch64, its LOAD segments are aligned
-# for 64K pages, and it runs under qemu-aarch64-static, printing Cargo.toml's version.
+# for 64K pages, and it runs under qemu-aarch64-static: `--version` and the
+# linq_exporter_build_info of a `--demo --once` sweep name Cargo.toml's version.
 #
 #   scripts/release/cross-aarch64.sh            # the check CI runs (fast profile, see below)
 #   CROSS_PROFILE=release scripts/release/cross-aarch64.sh   # Cargo.toml's release profile exactly
@@ -92,13 +93,15 @@ if [ -n "$aligns" ] && [ -z "$small" ]; then
 else
   echo "FAIL LOAD segment alignment below 64K: $small"; fail=1
 fi
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-out=$(qemu-aarch64-static -L /usr/aarch64-linux-gnu "$BIN" --version 2>&1) || { echo "FAIL qemu run: $out"; fail=1; }
-echo "qemu-aarch64-static $BIN --version: $out"
-if printf '%s' "$out" | grep -qw -- "$version"; then
-  echo "ok   runs under qemu-aarch64-static and names Cargo.toml's version $version"
+# The guest's loader and libc must come from one glibc: the cross one in /usr/aarch64-linux-gnu.
+# Without LD_LIBRARY_PATH the loader also finds libc6:arm64 (multiarch, pulled in by
+# libstd-rust-web-dev:arm64) through the host's ld.so.cache; the two glibc builds mixed hang in
+# the first pthread_create.
+QEMU="qemu-aarch64-static -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib"
+if RUNNER="$QEMU" timeout 300 bash scripts/release/check-version.sh "$BIN"; then
+  echo "ok   runs under qemu-aarch64-static: --version and --demo --once name Cargo.toml's version"
 else
-  echo "FAIL --version under qemu does not name $version"; fail=1
+  echo "FAIL under qemu-aarch64-static (see above)"; fail=1
 fi
 if [ -n "${CROSS_OUT:-}" ]; then
   install -D -m 0755 "$BIN" "$CROSS_OUT"
