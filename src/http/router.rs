@@ -48,6 +48,7 @@ pub(crate) fn with_web_config(router: Router, web: WebConfigHandle) -> Router {
 }
 
 async fn web_guard(State(web): State<WebConfigHandle>, req: Request, next: Next) -> Response {
+    use crate::http::web_config::AuthOutcome;
     let config = web.current();
     let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     let mut resp = match &config.basic_auth {
@@ -57,15 +58,12 @@ async fn web_guard(State(web): State<WebConfigHandle>, req: Request, next: Next)
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let auth = auth.clone();
-            // bcrypt is deliberately slow: keep it off the async workers.
-            let ok = tokio::task::spawn_blocking(move || auth.check(header.as_deref()))
-                .await
-                .unwrap_or(false);
-            if ok {
-                next.run(req).await
-            } else {
-                (
+            // Cached credentials pass at once; bcrypt runs off the async workers, at most
+            // BasicAuth::max_concurrent at a time, and a request that waits too long for a
+            // turn gets 429 (docs/tls-and-authentication.md).
+            match auth.authorize(header).await {
+                AuthOutcome::Allowed => next.run(req).await,
+                AuthOutcome::Denied => (
                     StatusCode::UNAUTHORIZED,
                     [(
                         WWW_AUTHENTICATE,
@@ -75,7 +73,16 @@ async fn web_guard(State(web): State<WebConfigHandle>, req: Request, next: Next)
                     )],
                     "Unauthorized\n",
                 )
-                    .into_response()
+                    .into_response(),
+                AuthOutcome::Busy => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(
+                        axum::http::header::RETRY_AFTER,
+                        HeaderValue::from_static("1"),
+                    )],
+                    "Too many authentication attempts in progress\n",
+                )
+                    .into_response(),
             }
         }
         _ => next.run(req).await,

@@ -455,11 +455,34 @@ impl ClientCertVerifier for AnyClientCert {
 /// Basic auth users with bcrypt hashes. A check always runs one bcrypt verification (against a
 /// dummy hash for unknown users), so timing does not tell which users exist; verified
 /// credentials are cached by SHA-256 so repeated scrapes skip bcrypt.
+///
+/// bcrypt verifications are bounded: at most [`BasicAuth::max_concurrent`] run at once (half the
+/// cores, at least one), and a request that waits longer than [`BCRYPT_QUEUE_TIMEOUT`] for a
+/// turn is answered [`AuthOutcome::Busy`] (429) without running bcrypt. So a flood of wrong
+/// passwords takes at most half the cores, while cached credentials, the probes and the
+/// webhook never wait for it.
 #[derive(Debug)]
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    bcrypt_slots: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
 }
+
+/// The result of [`BasicAuth::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Valid credentials.
+    Allowed,
+    /// Missing, malformed or wrong credentials (401).
+    Denied,
+    /// No bcrypt verification slot within [`BCRYPT_QUEUE_TIMEOUT`]: too many verifications are
+    /// running or waiting (429 with `Retry-After`). Not a verdict on the credentials.
+    Busy,
+}
+
+/// How long a request waits for a bcrypt verification slot before it gets 429.
+pub const BCRYPT_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// bcrypt of a random string at cost 10, checked when the user is unknown.
 const DUMMY_HASH: &str = "$2b$10$CwTycUXWue0Thq9StjUM0uJ8.iWkAm8E9/Ebiw7hQjj0Z5gC.DmKm";
@@ -469,9 +492,73 @@ const CACHE_LIMIT: usize = 256;
 impl BasicAuth {
     /// Users and their bcrypt hashes.
     pub fn new(users: BTreeMap<String, String>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::with_max_concurrent(users, (cores / 2).max(1))
+    }
+
+    /// Users and their bcrypt hashes, with at most `max_concurrent` (at least 1) bcrypt
+    /// verifications at once.
+    pub fn with_max_concurrent(users: BTreeMap<String, String>, max_concurrent: usize) -> Self {
+        let max_concurrent = max_concurrent.max(1);
         BasicAuth {
             users,
             verified: Mutex::new(HashSet::new()),
+            bcrypt_slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            max_concurrent,
+        }
+    }
+
+    /// How many bcrypt verifications may run at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+
+    /// Whether the header holds credentials verified before (a SHA-256, no bcrypt).
+    fn is_cached(&self, authorization: Option<&str>) -> bool {
+        let Some((user, password)) = authorization.and_then(decode_basic) else {
+            return false;
+        };
+        let Some(hash) = self.users.get(&user) else {
+            return false;
+        };
+        let key = Self::cache_key(&user, &password, hash);
+        self.verified
+            .lock()
+            .map(|c| c.contains(&key))
+            .unwrap_or(false)
+    }
+
+    /// [`check`](Self::check) within the bound: cached credentials at once, on the calling task;
+    /// others wait at most [`BCRYPT_QUEUE_TIMEOUT`] for one of the bcrypt slots, then run
+    /// bcrypt on a blocking thread.
+    pub async fn authorize(self: &Arc<Self>, authorization: Option<String>) -> AuthOutcome {
+        let Some(_) = authorization.as_deref().and_then(decode_basic) else {
+            return AuthOutcome::Denied;
+        };
+        if self.is_cached(authorization.as_deref()) {
+            return AuthOutcome::Allowed;
+        }
+        let slot = tokio::time::timeout(
+            BCRYPT_QUEUE_TIMEOUT,
+            Arc::clone(&self.bcrypt_slots).acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(permit)) = slot else {
+            return AuthOutcome::Busy;
+        };
+        let auth = Arc::clone(self);
+        // bcrypt is deliberately slow: keep it off the async workers. The permit moves into the
+        // blocking task, so the slot is held while bcrypt runs even if the client goes away.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            auth.check(authorization.as_deref())
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            AuthOutcome::Allowed
+        } else {
+            AuthOutcome::Denied
         }
     }
 
@@ -551,6 +638,35 @@ mod tests {
         assert!(!auth.check(Some(&header("other", "s3cret"))));
         assert!(!auth.check(None));
         assert!(!auth.check(Some("Bearer abc")));
+    }
+
+    #[tokio::test]
+    async fn authorize_is_bounded_and_cached_credentials_skip_the_queue() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let auth = Arc::new(BasicAuth::with_max_concurrent(
+            [("prom".to_string(), hash)].into_iter().collect(),
+            1,
+        ));
+        let header = |p: &str| {
+            use base64::Engine;
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("prom:{p}"))
+            ))
+        };
+        assert_eq!(auth.authorize(header("s3cret")).await, AuthOutcome::Allowed);
+        assert_eq!(auth.authorize(header("wrong")).await, AuthOutcome::Denied);
+        assert_eq!(auth.authorize(None).await, AuthOutcome::Denied);
+        // Every slot taken: an uncached check gives up after the queue timeout, a cached one
+        // does not wait.
+        let held = Arc::clone(&auth.bcrypt_slots)
+            .acquire_owned()
+            .await
+            .expect("permit");
+        assert_eq!(auth.authorize(header("wrong")).await, AuthOutcome::Busy);
+        assert_eq!(auth.authorize(header("s3cret")).await, AuthOutcome::Allowed);
+        drop(held);
+        assert_eq!(auth.authorize(header("wrong")).await, AuthOutcome::Denied);
     }
 
     #[test]
