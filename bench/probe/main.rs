@@ -17,6 +17,12 @@
 //!                 them to one builder: whether a second decoding core would help
 //! Each stage runs REPS times; the median is printed as `probe_<stage>_ms=N`. An optional last
 //! argument `memory` runs only the in-memory stages (for `perf record`).
+//!
+//! Then where the bytes go: the heap bytes each structure holds (counted by a wrapper around the
+//! allocator: bytes requested, before jemalloc's size classes), per chat, as
+//! `probe_bytes_<structure>=N`: the builder at the end of the walk, the snapshot, the summary,
+//! the webhook receiver's chat directory, and each cached rendering (text or protobuf, gzip
+//! only or with the plain bytes).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,7 +34,81 @@ use linq_exporter::metrics::snapshot::SnapshotBuilder;
 
 /// The allocator src/main.rs uses, so allocation costs match the exporter's.
 #[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static GLOBAL: Counting = Counting;
+
+/// jemalloc, counting the bytes live on the heap.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { tikv_jemallocator::Jemalloc.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { tikv_jemallocator::Jemalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { tikv_jemallocator::Jemalloc.realloc(p, l, n) }
+    }
+}
+
+fn live() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Heap bytes per chat that `make` leaves live while its result is held.
+fn held<T>(chats: usize, make: impl FnOnce() -> T) -> (usize, T) {
+    let before = live();
+    let v = make();
+    (live().saturating_sub(before) / chats.max(1), v)
+}
+
+fn where_the_bytes_go(pages: &[Vec<u8>]) -> Res<()> {
+    use linq_exporter::metrics::exposition::{render_snapshot_cached, Encoding};
+    let (builder_b, builder) = held(1, || -> Res<SnapshotBuilder> {
+        let mut b = SnapshotBuilder::new(false);
+        for body in pages {
+            let page = decode_chats_page(body)?;
+            b.count_page();
+            for chat in &page.chats {
+                b.add_chat(0, None, chat);
+            }
+        }
+        Ok(b)
+    });
+    let builder = builder?;
+    let chats = builder.len();
+    println!("probe_bytes_builder={}", builder_b / chats.max(1));
+    drop(builder);
+    let (snap_b, snap) = held(chats, || aggregate(pages));
+    let snap = snap?;
+    println!("probe_bytes_snapshot={snap_b}");
+    let (b, summary) = held(chats, || snap.summary());
+    println!("probe_bytes_summary={b}");
+    drop(summary);
+    let (b, dir) = held(chats, || {
+        linq_exporter::sweep::state::ChatDirectory::from_snapshot(&snap)
+    });
+    println!("probe_bytes_chat_directory={b}");
+    drop(dir);
+    let opts = RenderOptions::default();
+    for (name, enc, plain) in [
+        ("text_gzip_only", Encoding::Text, false),
+        ("text_plain_and_gzip", Encoding::Text, true),
+        ("protobuf_gzip_only", Encoding::Protobuf, false),
+        ("protobuf_plain_and_gzip", Encoding::Protobuf, true),
+    ] {
+        let (b, r) = held(chats, || render_snapshot_cached(&snap, &opts, enc, plain));
+        println!("probe_bytes_render_{name}={b}");
+        drop(r);
+    }
+    Ok(())
+}
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -112,6 +192,7 @@ async fn main() -> Res<()> {
     println!("probe_decode_ms={}", median(dec));
     println!("probe_aggregate_ms={}", median(agg));
     println!("probe_render_ms={}", median(ren));
+    where_the_bytes_go(&pages)?;
     if memory_only {
         return Ok(());
     }
