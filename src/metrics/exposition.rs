@@ -579,6 +579,28 @@ impl Iterator for PlainChunks {
     }
 }
 
+/// A live tail up to this size is appended as stored (uncompressed) deflate blocks: a few KB
+/// more on the wire against a 10 MB body, and no compressor (whose state alone is hundreds of
+/// KB to set up) on every scrape. Larger tails (many webhook series) are compressed.
+const STORED_TAIL_MAX: usize = 64 * 1024;
+
+/// Appends `data` as stored deflate blocks, the last one final (RFC 1951 3.2.4). The cached
+/// prefix ends with a sync flush, so the stream is at a byte boundary here.
+fn stored_blocks(out: &mut Vec<u8>, data: &[u8]) {
+    let mut blocks = data.chunks(65_535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        return;
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+}
+
 /// gzip member header: magic, deflate, no flags, no mtime, no extra flags, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
@@ -654,9 +676,15 @@ impl Rendered {
     /// One gzip member holding the snapshot followed by `tail`, as two chunks: the cached,
     /// shared prefix and the compressed tail with the gzip trailer (only `tail` is compressed).
     pub fn gzip_with_tail(&self, tail: &[u8]) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(tail.len() / 3 + 64);
-        let mut compress = Compress::new(Compression::new(GZIP_LEVEL), false);
-        deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
+        let mut out;
+        if tail.len() <= STORED_TAIL_MAX {
+            out = Vec::with_capacity(tail.len() + 5 * (tail.len() / 65_535 + 1) + 8);
+            stored_blocks(&mut out, tail);
+        } else {
+            out = Vec::with_capacity(tail.len() / 3 + 64);
+            let mut compress = Compress::new(Compression::new(GZIP_LEVEL), false);
+            deflate_into(&mut compress, tail, &mut out, FlushCompress::Finish);
+        }
         let mut crc = self.crc.clone();
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(tail);
@@ -931,7 +959,13 @@ mod tests {
     #[test]
     fn gzip_with_tail_is_one_valid_member() {
         let r = render_snapshot(&snapshot(), &RenderOptions::default());
-        for tail in [&b""[..], b"linq_up 1\n", &vec![b'x'; 200_000][..]] {
+        for tail in [
+            &b""[..],
+            b"linq_up 1\n",
+            &vec![b'y'; 65_535][..],
+            &vec![b'z'; 65_536][..],
+            &vec![b'x'; 200_000][..],
+        ] {
             let gz = r.gzip_with_tail(tail).concat();
             let mut d = flate2::read::GzDecoder::new(&gz[..]);
             let mut plain = Vec::new();
