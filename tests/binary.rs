@@ -181,6 +181,22 @@ async fn missing_key_names_both_ways_to_give_one() {
     );
 }
 
+/// The binary serving a 50-chat demo on `port`, its output discarded.
+fn spawn_demo(port: u16) -> std::process::Child {
+    let mut server = exporter();
+    server
+        .args([
+            "--demo",
+            "--demo.chats",
+            "50",
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    server.spawn().unwrap()
+}
+
 async fn wait_http(url: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -259,18 +275,7 @@ async fn healthcheck_subcommand_reflects_healthz() {
     ]);
     assert!(!output(cmd).await.status.success(), "nothing listens yet");
 
-    let mut server = exporter();
-    server
-        .args([
-            "--demo",
-            "--demo.chats",
-            "50",
-            "--web.listen-address",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = server.spawn().unwrap();
+    let mut child = spawn_demo(port);
     wait_http(&format!("http://127.0.0.1:{port}/healthz")).await;
     let mut cmd = exporter();
     cmd.args([
@@ -811,18 +816,7 @@ async fn webhook_subscribe_list_and_delete_work_against_the_simulator() {
 #[tokio::test]
 async fn the_demo_status_page_shows_the_webhook_receiver_and_the_flagged_line() {
     let port = free_port();
-    let mut server = exporter();
-    server
-        .args([
-            "--demo",
-            "--demo.chats",
-            "50",
-            "--web.listen-address",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = server.spawn().unwrap();
+    let mut child = spawn_demo(port);
     let url = format!("http://127.0.0.1:{port}/");
     wait_http(&url).await;
     let client = reqwest::Client::new();

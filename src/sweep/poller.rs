@@ -215,25 +215,19 @@ impl Poller {
                     _ => (None, None),
                 };
                 // Before the first good sweep (and always with --once) there is no snapshot to keep.
-                if self.state.published().is_some() {
-                    tracing::warn!(
-                        kind = e.kind().as_str(),
-                        status,
-                        error_code = code,
-                        duration_ms = duration.as_millis() as u64,
-                        error = %e,
-                        "sweep failed; keeping the last good snapshot"
-                    );
+                let outcome = if self.state.published().is_some() {
+                    "keeping the last good snapshot"
                 } else {
-                    tracing::warn!(
-                        kind = e.kind().as_str(),
-                        status,
-                        error_code = code,
-                        duration_ms = duration.as_millis() as u64,
-                        error = %e,
-                        "sweep failed; no snapshot yet"
-                    );
-                }
+                    "no snapshot yet"
+                };
+                tracing::warn!(
+                    kind = e.kind().as_str(),
+                    status,
+                    error_code = code,
+                    duration_ms = duration.as_millis() as u64,
+                    error = %e,
+                    "sweep failed; {outcome}"
+                );
                 self.state.set_last_sweep(LastSweep {
                     at: SystemTime::now(),
                     duration,

@@ -160,7 +160,8 @@ impl AppState {
 
     /// Records that a scrape preferred protobuf at `now`: sweeps render that form from now on.
     pub fn protobuf_asked(&self, now: SystemTime) {
-        self.protobuf_asked_at.store(unix_secs(now).max(1), Ordering::Relaxed);
+        self.protobuf_asked_at
+            .store(unix_secs(now).max(1), Ordering::Relaxed);
     }
 
     /// Whether a sweep ending at `now` renders the protobuf form: only while scrapes ask for it,
@@ -171,7 +172,8 @@ impl AppState {
 
     /// Records a scrape without gzip at `now`: sweeps keep the plain bytes from now on.
     pub fn plain_asked(&self, now: SystemTime) {
-        self.plain_asked_at.store(unix_secs(now).max(1), Ordering::Relaxed);
+        self.plain_asked_at
+            .store(unix_secs(now).max(1), Ordering::Relaxed);
     }
 
     /// Whether a sweep ending at `now` keeps the plain bytes of its rendering beside the gzip
