@@ -524,6 +524,11 @@ impl SelfMetrics {
             .unwrap_or_default()
     }
 
+    /// The registry's families as gathered now (the status page reads the receiver's from them).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// Registers a histogram with native buckets and exemplars (rendered after the registry).
     pub fn register_histogram(&self, h: Arc<NativeHistogramVec>) {
         self.histograms

@@ -2,6 +2,7 @@
 //! external assets, no JavaScript. Every value is HTML-escaped: display names are text that
 //! anyone who can message the line controls.
 
+use prometheus::proto::{Metric, MetricFamily};
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -63,43 +64,46 @@ struct Webhooks {
     line_status: Vec<(String, String)>,
 }
 
-/// The value of `name="..."` in a sample's labels.
-fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
-    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
-    let len = labels[start..].find('"')?;
-    labels.get(start..start + len)
+/// A sample's value, whatever the family's type (the receiver's are counters and gauges).
+fn value(mf: &MetricFamily, m: &Metric) -> f64 {
+    match mf.get_field_type() {
+        prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+        _ => m.get_gauge().get_value(),
+    }
 }
 
-/// Reads the receiver's series from the self-metrics exposition (text format).
-fn webhooks(exposition: &str) -> Webhooks {
+/// The value of label `name`.
+fn label<'a>(m: &'a Metric, name: &str) -> Option<&'a str> {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value())
+}
+
+/// Reads the receiver's series from the self metrics as gathered (typed: no text is parsed).
+fn webhooks(families: &[MetricFamily]) -> Webhooks {
     let mut w = Webhooks::default();
-    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        match name {
-            "linq_webhook_last_event_timestamp_seconds" => {
-                w.on = true;
-                w.last_event = value;
-            }
-            "linq_webhook_events_total" => w.events += value,
-            "linq_webhook_rejected_total" if value > 0.0 => {
-                if let Some(reason) = label(labels, "reason") {
-                    w.rejected.push((reason.to_string(), value));
+    for mf in families {
+        for m in mf.get_metric() {
+            let v = value(mf, m);
+            match mf.name() {
+                "linq_webhook_last_event_timestamp_seconds" => {
+                    w.on = true;
+                    w.last_event = v;
                 }
-            }
-            "linq_phone_number_status" if value > 0.0 => {
-                if let (Some(n), Some(st)) =
-                    (label(labels, "phone_number"), label(labels, "status"))
-                {
-                    w.line_status.push((n.to_string(), st.to_string()));
+                "linq_webhook_events_total" => w.events += v,
+                "linq_webhook_rejected_total" if v > 0.0 => {
+                    if let Some(reason) = label(m, "reason") {
+                        w.rejected.push((reason.to_string(), v));
+                    }
                 }
+                "linq_phone_number_status" if v > 0.0 => {
+                    if let (Some(n), Some(st)) = (label(m, "phone_number"), label(m, "status")) {
+                        w.line_status.push((n.to_string(), st.to_string()));
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     w
@@ -147,9 +151,7 @@ pub fn render(state: &AppState, now: SystemTime) -> String {
     }
     h.push_str("</table>");
 
-    let mut own = Vec::new();
-    state.metrics.render(crate::format::Format::Text, &mut own);
-    let hooks = webhooks(&String::from_utf8_lossy(&own));
+    let hooks = webhooks(&state.metrics.gather());
     if hooks.on {
         h.push_str("<h2>Webhook receiver</h2><table id=\"webhooks\">");
         let last = if hooks.last_event > 0.0 {
@@ -373,14 +375,45 @@ mod tests {
 
     #[test]
     fn reads_the_receivers_series() {
-        let text = "# HELP x\nlinq_webhook_last_event_timestamp_seconds 1700000000\n\
-linq_webhook_events_total{event_type=\"message.sent\"} 3\n\
-linq_webhook_events_total{event_type=\"message.read\"} 2\n\
-linq_webhook_rejected_total{reason=\"signature\"} 1\n\
-linq_webhook_rejected_total{reason=\"timestamp\"} 0\n\
-linq_phone_number_status{phone_number=\"+14155550100\",status=\"FLAGGED\"} 1\n";
+        let r = prometheus::Registry::new();
+        let last = prometheus::Gauge::new("linq_webhook_last_event_timestamp_seconds", "h")
+            .expect("gauge");
+        last.set(1_700_000_000.0);
+        let events = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("linq_webhook_events_total", "h"),
+            &["event_type"],
+        )
+        .expect("vec");
+        events.with_label_values(&["message.sent"]).inc_by(3);
+        events.with_label_values(&["message.read"]).inc_by(2);
+        let rejected = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("linq_webhook_rejected_total", "h"),
+            &["reason"],
+        )
+        .expect("vec");
+        rejected.with_label_values(&["signature"]).inc();
+        rejected.with_label_values(&["timestamp"]);
+        let status = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("linq_phone_number_status", "h"),
+            &["phone_number", "status"],
+        )
+        .expect("vec");
+        status
+            .with_label_values(&["+14155550100", "FLAGGED"])
+            .set(1);
+        let up = prometheus::IntGauge::new("linq_up", "h").expect("gauge");
+        r.register(Box::new(up.clone())).expect("register");
+        assert!(!webhooks(&r.gather()).on);
+        for c in [
+            Box::new(last) as Box<dyn prometheus::core::Collector>,
+            Box::new(events),
+            Box::new(rejected),
+            Box::new(status),
+        ] {
+            r.register(c).expect("register");
+        }
         assert_eq!(
-            webhooks(text),
+            webhooks(&r.gather()),
             Webhooks {
                 on: true,
                 last_event: 1_700_000_000.0,
@@ -389,7 +422,6 @@ linq_phone_number_status{phone_number=\"+14155550100\",status=\"FLAGGED\"} 1\n";
                 line_status: vec![("+14155550100".into(), "FLAGGED".into())],
             }
         );
-        assert!(!webhooks("linq_up 1\n").on);
     }
 
     #[test]
