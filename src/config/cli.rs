@@ -125,6 +125,24 @@ pub struct Cli {
     #[arg(long = "linq.discover-numbers", env = "LINQ_EXPORTER_DISCOVER_NUMBERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub discover_numbers: bool,
 
+    /// This replica's shard, from 0: it walks only the numbers (--linq.from or discovered) whose FNV-1a 64 hash modulo --total-shards is this.
+    #[arg(
+        long = "shard",
+        env = "LINQ_EXPORTER_SHARD",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub shard: i64,
+
+    /// How many replicas share the account's numbers (1: no sharding). Above 1 it needs --linq.from or --linq.discover-numbers.
+    #[arg(
+        long = "total-shards",
+        env = "LINQ_EXPORTER_TOTAL_SHARDS",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub total_shards: i64,
+
     /// Which chats get per-chat series: all, unhealthy or none. Aggregates always cover every chat.
     #[arg(
         long = "linq.chat-metrics",

@@ -2,6 +2,7 @@
 //! built from [`Cli`] with cross-flag checks. Nothing here does I/O.
 
 pub mod cli;
+pub mod shard;
 mod simulator;
 mod values;
 
@@ -203,6 +204,8 @@ pub struct Config {
     pub phone_numbers: bool,
     /// Walk every number the account lists.
     pub discover_numbers: bool,
+    /// `--shard` of `--total-shards`: which numbers this replica walks.
+    pub sharding: shard::Sharding,
     /// Client-side request rate limit.
     pub max_requests_per_second: Option<f64>,
     /// Upper bound of the random delay before the first sweep.
@@ -250,6 +253,46 @@ fn fraction(flag: &'static str, v: f64) -> Result<f64, ConfigError> {
             reason: format!("{v} is not a fraction from 0 to 1"),
         })
     }
+}
+
+/// `--shard` and `--total-shards`, refusing a spec that cannot be (naming the flag) and sharding
+/// without a list of numbers to split (one unfiltered walk of the account cannot be divided).
+fn sharding(cli: &Cli, from: &[String]) -> Result<shard::Sharding, ConfigError> {
+    let invalid = |flag: &'static str, reason: String| ConfigError::Invalid { flag, reason };
+    let total = match u32::try_from(cli.total_shards) {
+        Ok(t) if t >= 1 => t,
+        _ => {
+            return Err(invalid(
+                "--total-shards",
+                format!("{} is not a shard count of 1 or more", cli.total_shards),
+            ))
+        }
+    };
+    if cli.shard < 0 {
+        return Err(invalid(
+            "--shard",
+            format!("{} is negative (shards are numbered from 0)", cli.shard),
+        ));
+    }
+    let sharding = u32::try_from(cli.shard)
+        .ok()
+        .and_then(|shard| shard::Sharding::new(shard, total))
+        .ok_or_else(|| {
+            invalid(
+                "--shard",
+                format!(
+                    "{} is not below --total-shards {total} (shards are numbered from 0)",
+                    cli.shard
+                ),
+            )
+        })?;
+    if sharding.is_sharded() && from.is_empty() && !cli.discover_numbers {
+        return Err(invalid(
+            "--total-shards",
+            format!("{total} shards need the account's numbers to split: set --linq.discover-numbers (env LINQ_EXPORTER_DISCOVER_NUMBERS) or list them with --linq.from (env LINQ_EXPORTER_FROM)"),
+        ));
+    }
+    Ok(sharding)
 }
 
 fn valid_e164(n: &str) -> bool {
@@ -309,6 +352,7 @@ impl TryFrom<&Cli> for Config {
                 from.push(n);
             }
         }
+        let sharding = sharding(cli, &from)?;
         let sweep_timeout = cli.sweep_timeout;
         if sweep_timeout.is_zero() {
             return Err(invalid("--linq.sweep-timeout", "must be above zero".into()));
@@ -464,6 +508,7 @@ impl TryFrom<&Cli> for Config {
             concurrency: cli.concurrency,
             phone_numbers: cli.phone_numbers,
             discover_numbers: cli.discover_numbers,
+            sharding,
             max_requests_per_second: cli.max_requests_per_second,
             startup_jitter: cli.startup_jitter,
             chat_metrics: cli.chat_metrics,
@@ -583,6 +628,63 @@ mod tests {
                 config_error(&c),
                 format!("invalid value for --linq.from: {bad:?} is not an E.164 number: a + then the country code and number, such as +14155551234")
             );
+        }
+    }
+
+    #[test]
+    fn bad_shard_specs_are_refused_naming_the_flag() {
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &["--shard", "3", "--total-shards", "3"],
+                "invalid value for --shard: 3 is not below --total-shards 3 (shards are numbered from 0)",
+            ),
+            (
+                &["--shard", "-1", "--total-shards", "3"],
+                "invalid value for --shard: -1 is negative (shards are numbered from 0)",
+            ),
+            (
+                &["--total-shards", "0"],
+                "invalid value for --total-shards: 0 is not a shard count of 1 or more",
+            ),
+            (
+                &["--total-shards=-2"],
+                "invalid value for --total-shards: -2 is not a shard count of 1 or more",
+            ),
+            (
+                &["--shard", "1", "--total-shards", "2"],
+                "invalid value for --total-shards: 2 shards need the account's numbers to split: set --linq.discover-numbers (env LINQ_EXPORTER_DISCOVER_NUMBERS) or list them with --linq.from (env LINQ_EXPORTER_FROM)",
+            ),
+        ];
+        for (args, want) in cases {
+            let mut full = vec!["--linq.api-key", "k"];
+            full.extend_from_slice(args);
+            let c = cli(&full).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config_error(&c), want, "{args:?}");
+        }
+        for (args, shard, total) in [
+            (
+                &[
+                    "--linq.discover-numbers",
+                    "--shard",
+                    "2",
+                    "--total-shards",
+                    "3",
+                ][..],
+                2,
+                3,
+            ),
+            (
+                &["--linq.from", "+12025550101", "--total-shards", "2"][..],
+                0,
+                2,
+            ),
+            (&[][..], 0, 1),
+        ] {
+            let mut full = vec!["--linq.api-key", "k"];
+            full.extend_from_slice(args);
+            let c = cli(&full).unwrap_or_else(|e| panic!("{e}"));
+            let cfg = Config::try_from(&c).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((cfg.sharding.shard(), cfg.sharding.total()), (shard, total));
         }
     }
 
