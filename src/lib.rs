@@ -104,6 +104,7 @@ struct Parts {
 
 async fn build(config: &Config) -> Result<Parts, RunError> {
     let metrics = Arc::new(SelfMetrics::new()?);
+    metrics.set_shard(config.sharding.shard(), config.sharding.total());
     let (base_url, key, simulator) = match (&config.demo, &config.api_key) {
         (Some(demo), _) => {
             let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -155,6 +156,7 @@ async fn build(config: &Config) -> Result<Parts, RunError> {
             concurrency: config.concurrency,
             phone_numbers: config.phone_numbers,
             discover_numbers: config.discover_numbers,
+            sharding: config.sharding,
             startup_delay,
             render: RenderOptions {
                 chat_metrics: config.chat_metrics,

@@ -198,6 +198,8 @@ pub struct SelfMetrics {
     pub api_retries: IntCounterVec,
     /// `linq_api_request_duration_seconds{endpoint}`.
     pub api_duration: HistogramVec,
+    /// `linq_exporter_shard_info{shard,total_shards}`.
+    shard_info: IntGaugeVec,
     /// `linq_exporter_series`.
     pub series: IntGauge,
     /// `linq_exporter_chat_series_dropped`.
@@ -337,6 +339,17 @@ impl SelfMetrics {
         build_info
             .with_label_values(&[crate::VERSION, crate::REVISION])
             .set(1);
+        let shard_info = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "linq_exporter_shard_info",
+                    "Which shard of the account's numbers this replica walks (--shard of --total-shards); always 1.",
+                ),
+                &["shard", "total_shards"],
+            )?,
+        )?;
+        shard_info.with_label_values(&["0", "1"]).set(1);
         let series = register(
             r,
             IntGauge::new(
@@ -425,6 +438,7 @@ impl SelfMetrics {
             api_errors,
             api_retries,
             api_duration,
+            shard_info,
             series,
             chat_series_dropped,
             web_config_reloads,
@@ -435,6 +449,14 @@ impl SelfMetrics {
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
             histograms: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Sets `linq_exporter_shard_info` to this replica's shard (0 of 1 until set).
+    pub fn set_shard(&self, shard: u32, total: u32) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&shard.to_string(), &total.to_string()])
+            .set(1);
     }
 
     /// Replaces every line's reputation (a sweep's `GET /v3/phone_numbers`).

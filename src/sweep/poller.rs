@@ -15,6 +15,7 @@ use crate::api::decode::decode_chats_page;
 use crate::api::error::{ApiError, ErrorKind, SweepError};
 use crate::api::models::PhoneNumbersPage;
 use crate::api::pagination::CursorWalk;
+use crate::config::shard::Sharding;
 use crate::config::{ApiKeySource, Secret};
 use crate::metrics::exposition::{render_snapshot_cached, Encoding, RenderOptions};
 use crate::metrics::snapshot::{Snapshot, SnapshotBuilder};
@@ -41,6 +42,8 @@ pub(crate) struct PollerOptions {
     pub phone_numbers: bool,
     /// Walk every number `GET /v3/phone_numbers` lists.
     pub discover_numbers: bool,
+    /// Which of the numbers this replica walks and exports (`--shard`, `--total-shards`).
+    pub sharding: Sharding,
     /// Delay before the first sweep.
     pub startup_delay: Duration,
     /// How the snapshot is rendered.
@@ -142,16 +145,27 @@ impl Poller {
                 let (pages, chats, duplicates) =
                     (snapshot.pages, snapshot.total_chats(), snapshot.duplicates);
                 // Rendering 100k chats is CPU work; keep it off the threads serving scrapes.
-                let reputations = self
-                    .opts
-                    .phone_numbers
-                    .then(|| snapshot.reputations.clone());
+                let phone_numbers = self.opts.phone_numbers;
+                let sharding = self.opts.sharding;
+                let mut snapshot = snapshot;
                 let want_directory = self.state.wants_directory();
                 let want_protobuf = self.state.wants_protobuf(SystemTime::now());
                 let keep_plain = self.state.wants_plain(SystemTime::now());
-                let (rendered, protobuf, summary, directory) = self
+                let (rendered, protobuf, summary, directory, reputations) = self
                     .render_cpu
                     .run(move || {
+                        // Only for the webhook receiver: which number and service each chat is,
+                        // and every number of the account (owned by this shard or not), so an
+                        // event about another shard's number is still labelled by it.
+                        let directory =
+                            want_directory.then(|| ChatDirectory::from_snapshot(&snapshot));
+                        // Account-wide series (line info and reputation) only for the numbers
+                        // this shard owns: summed across shards, each line counts once.
+                        if sharding.is_sharded() {
+                            snapshot.line_types.retain(|(n, _)| sharding.owns(n));
+                            snapshot.reputations.retain(|(n, _)| sharding.owns(n));
+                        }
+                        let reputations = phone_numbers.then(|| snapshot.reputations.clone());
                         let rendered =
                             render_snapshot_cached(&snapshot, &render, Encoding::Text, keep_plain);
                         // Only while scrapes ask for it (see AppState::wants_protobuf).
@@ -164,10 +178,7 @@ impl Poller {
                             )
                         });
                         let summary = snapshot.summary();
-                        // Only for the webhook receiver: which number and service each chat is.
-                        let directory =
-                            want_directory.then(|| ChatDirectory::from_snapshot(&snapshot));
-                        (rendered, protobuf, summary, directory)
+                        (rendered, protobuf, summary, directory, reputations)
                     })
                     .await;
                 m.series.set(rendered.series as i64);
@@ -277,8 +288,8 @@ impl Poller {
     }
 
     /// The account's numbers: a fresh `GET /v3/phone_numbers`, or the last list when that fails
-    /// (the failure is counted and logged, never fatal to the sweep). `None` when never known.
-    async fn lines(&self, key: &Secret) -> Option<Vec<Line>> {
+    /// (the failure is counted and logged, and returned beside the list). `None` when never known.
+    async fn lines(&self, key: &Secret) -> (Option<Vec<Line>>, Option<ApiError>) {
         let fetched = match self.client.get(PHONE_NUMBERS_ENDPOINT, key, &[]).await {
             Ok(body) => match serde_json::from_slice::<PhoneNumbersPage<'_>>(&body) {
                 Ok(page) => {
@@ -307,9 +318,10 @@ impl Poller {
             Err(e) => Err(e),
         };
         let mut known = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        match fetched {
+        let failure = match fetched {
             Ok(lines) => {
                 *known = Some(lines);
+                None
             }
             Err(e) => {
                 tracing::warn!(
@@ -319,19 +331,21 @@ impl Poller {
                     error = %e,
                     "listing phone numbers failed; using the last known list"
                 );
+                Some(e)
             }
-        }
-        known.clone()
+        };
+        (known.clone(), failure)
     }
 
     /// Walks every chat and builds a complete snapshot; any failed page fails the sweep.
     pub async fn sweep(&self) -> Result<Snapshot, SweepError> {
         let key = self.key().await?;
-        let lines = if self.opts.phone_numbers || self.opts.discover_numbers {
+        let (lines, lines_failure) = if self.opts.phone_numbers || self.opts.discover_numbers {
             self.lines(&key).await
         } else {
-            None
+            (None, None)
         };
+        let sharding = self.opts.sharding;
         let mut numbers = self.opts.from.clone();
         if self.opts.discover_numbers {
             for line in lines.iter().flatten() {
@@ -340,7 +354,20 @@ impl Poller {
                 }
             }
         }
-        let walks: Arc<Vec<Option<String>>> = Arc::new(if numbers.is_empty() {
+        if sharding.is_sharded() {
+            // The whole list is needed to split it: discovery that never listed the account
+            // fails the sweep rather than walk nothing (or everything) and look healthy.
+            if self.opts.discover_numbers && lines.is_none() {
+                if let Some(e) = lines_failure {
+                    return Err(SweepError::Api(e));
+                }
+            }
+            numbers.retain(|n| sharding.owns(n));
+        }
+        let walks: Arc<Vec<Option<String>>> = Arc::new(if sharding.is_sharded() {
+            // A shard never walks the whole account, even when it owns no number.
+            numbers.iter().cloned().map(Some).collect()
+        } else if numbers.is_empty() {
             vec![None]
         } else {
             numbers.iter().cloned().map(Some).collect()
@@ -351,7 +378,7 @@ impl Poller {
         ));
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = JoinSet::new();
-        for _ in 0..self.opts.concurrency.clamp(1, walks.len()) {
+        for _ in 0..self.opts.concurrency.min(walks.len()) {
             let (client, key, walks, builder, next, page_size, cpu) = (
                 self.client.clone(),
                 key.clone(),
