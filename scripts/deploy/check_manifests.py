@@ -393,6 +393,40 @@ def check_exporter_container(ck, where, pod, container, ctx):
     return webhook
 
 
+POD_INDEX_FIELD = "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
+def check_replicas(ck, wname, w, containers):
+    """One replica, unless the workload is sharded: a StatefulSet whose pods read their shard
+    from the pod-index label and whose LINQ_EXPORTER_TOTAL_SHARDS equals its replicas, with a
+    list of numbers to split (discovery or LINQ_EXPORTER_FROM)."""
+    replicas = w["spec"].get("replicas")
+    envs = [{e["name"]: e for e in c.get("env") or []} for c in containers]
+    sharded = [e for e in envs if "LINQ_EXPORTER_SHARD" in e or "LINQ_EXPORTER_TOTAL_SHARDS" in e]
+    if not sharded:
+        ck.check(f"{wname}: 1 replica (each replica sweeps the whole account)",
+                 replicas == 1, f"replicas {replicas}")
+        return
+    problems = []
+    if w["kind"] != "StatefulSet":
+        problems.append(f"a {w['kind']} has no pod index: every replica would be the same shard")
+    for env in sharded:
+        shard = env.get("LINQ_EXPORTER_SHARD") or {}
+        field = ((shard.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if field != POD_INDEX_FIELD:
+            problems.append(f"LINQ_EXPORTER_SHARD is not the downward API's {POD_INDEX_FIELD} "
+                            f"({shard})")
+        total = (env.get("LINQ_EXPORTER_TOTAL_SHARDS") or {}).get("value")
+        if total != str(replicas):
+            problems.append(f"LINQ_EXPORTER_TOTAL_SHARDS is {total!r}, replicas {replicas}")
+        discover = (env.get("LINQ_EXPORTER_DISCOVER_NUMBERS") or {}).get("value")
+        if str(discover).lower() != "true" and not (env.get("LINQ_EXPORTER_FROM") or {}).get("value"):
+            problems.append("neither LINQ_EXPORTER_DISCOVER_NUMBERS=true nor LINQ_EXPORTER_FROM: "
+                            "the exporter refuses to start (nothing to split)")
+    ck.problems(f"{wname}: sharded: {replicas} replicas, shard from the pod index, "
+                f"LINQ_EXPORTER_TOTAL_SHARDS = replicas, numbers to split", problems)
+
+
 def mebibytes(q):
     m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", str(q))
     if not m:
@@ -444,8 +478,7 @@ def check_render(ck, where, objs, ctx):
             continue
         pods.append((w, tpl, containers))
         wname = f"{where}: {w['kind']}/{w['metadata']['name']}"
-        ck.check(f"{wname}: 1 replica (each replica sweeps the whole account)",
-                 w["spec"].get("replicas") == 1, f"replicas {w['spec'].get('replicas')}")
+        check_replicas(ck, wname, w, containers)
         ck.check(f"{wname}: selector matches its pod template",
                  selector_matches(w["spec"]["selector"], tpl["metadata"].get("labels") or {}))
         ann = tpl["metadata"].get("annotations") or {}
