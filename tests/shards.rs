@@ -343,3 +343,75 @@ fn bad_shard_specs_fail_at_start_up_naming_the_flag() {
         "{stderr}"
     );
 }
+
+/// The sum of a counter's samples whose line starts with `prefix`.
+fn sum_of(m: &str, prefix: &str) -> f64 {
+    m.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn against_the_simulator_three_shards_equal_one_exporter() {
+    use linq_exporter::demo::{self, SimConfig, DEMO_KEY};
+    let numbers: Vec<String> = (1..=6).map(|i| format!("+1202555010{i}")).collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (url, _task) = demo::spawn(
+        &SimConfig {
+            chats: 600,
+            numbers: numbers.clone(),
+            // Health values stay put for the test's few seconds.
+            drift_period: std::time::Duration::from_secs(86_400 * 365),
+            ..Default::default()
+        },
+        listener,
+    )
+    .unwrap();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--linq.base-url",
+            &url,
+            "--linq.api-key",
+            DEMO_KEY,
+            "--linq.discover-numbers",
+            "--linq.poll-interval",
+            "1h",
+        ];
+        a.extend_from_slice(extra);
+        config(&a)
+    };
+    let one = Exporter::start_with(args(&[])).await;
+    let single = one.wait_polls("success", 1).await;
+    one.stop().await;
+    let mut shards = Vec::new();
+    for i in ["0", "1", "2"] {
+        let s = Exporter::start_with(args(&["--shard", i, "--total-shards", "3"])).await;
+        shards.push(s.wait_polls("success", 1).await);
+        s.stop().await;
+    }
+    let all: BTreeSet<String> = numbers.iter().cloned().collect();
+    assert_eq!(numbers_of(&single), all);
+    let mut union = BTreeSet::new();
+    for (i, m) in shards.iter().enumerate() {
+        let mine = numbers_of(m);
+        for n in &mine {
+            assert_eq!(
+                linq_exporter::config::shard::shard_of(n, 3),
+                i as u32,
+                "{n} on shard {i}"
+            );
+        }
+        assert!(union.is_disjoint(&mine));
+        union.extend(mine);
+    }
+    assert_eq!(union, all);
+    let mut together: Vec<String> = shards.iter().flat_map(|m| lines_of(m)).collect();
+    together.sort();
+    assert_eq!(together, lines_of(&single));
+    assert!(together.len() > 600, "per-chat series included");
+    let chats_requests = "linq_api_requests_total{endpoint=\"/v3/chats\"";
+    let shard_requests: f64 = shards.iter().map(|m| sum_of(m, chats_requests)).sum();
+    assert!(sum_of(&single, chats_requests) >= 6.0);
+    assert_eq!(shard_requests, sum_of(&single, chats_requests));
+}
