@@ -40,6 +40,7 @@ GRAFANA_ALERT_UIDS = {
     # alert title -> Grafana rule uid (stable for the same reason as dashboard uids).
     "LinqExporterDown": "linq-exporter-down",
     "LinqExporterAbsent": "linq-exporter-absent",
+    "LinqExporterShardMissing": "linq-exporter-shard-missing",
     "LinqExporterSweepsFailing": "linq-exporter-sweeps-failing",
     "LinqExporterDataStale": "linq-exporter-data-stale",
     "LinqApiUnauthorized": "linq-api-unauthorized",
@@ -682,7 +683,15 @@ def rule_fallbacks(expr):
     split = promql.split_final_comparison(expr)
     if split is not None:
         lhs, op, number = split
-        return [(lhs, f"threshold not crossed in the demo: evaluated without '{op} {number}'")]
+        out = [(lhs, f"threshold not crossed in the demo: evaluated without '{op} {number}'")]
+        # "(A unless on (...) B) > 0" is empty while B matches all of A (every shard reports):
+        # A and B must each have data.
+        parts = promql.split_unless(lhs)
+        if parts is not None:
+            out.append((f"({parts[0]}) and on () count({parts[1]})",
+                        "empty while nothing is missing: evaluated as the left side of 'unless', "
+                        "kept only if its right side has data too"))
+        return out
     split = promql.split_final_comparison(expr, vector_rhs=True)
     if split is not None:
         # "<query> > <query>": with bool, every pair of series the two sides match returns 0 or

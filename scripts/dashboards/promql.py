@@ -125,6 +125,24 @@ def split_final_comparison(expr, vector_rhs=False):
     return strip_outer_parens(lhs), op, rhs_wo_bool
 
 
+def split_unless(expr):
+    """Split "<query> unless [on (...)] <query>" at its first top-level `unless`.
+
+    Returns (left, right) with the matching clause dropped, or None without a top-level unless.
+    """
+    e = strip_outer_parens(expr)
+    blanked = blank_strings_and_comments(e)
+    depths = _depths(blanked)
+    for m in re.finditer(r"\bunless\b", blanked):
+        if depths[m.start()] != 0:
+            continue
+        left = e[:m.start()].strip()
+        right = re.sub(r"^(on|ignoring)\s*\([^)]*\)\s*", "", e[m.end():].strip())
+        if left and right:
+            return left, right
+    return None
+
+
 def unwrap_absent(expr):
     """For absent(X) / absent_over_time(X), return X; else None."""
     e = strip_outer_parens(expr)
