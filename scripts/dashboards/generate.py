@@ -1036,6 +1036,14 @@ def exporter_dashboard():
            "(linq_poll_pages), about chats / --linq.page-size. Grows with the account, and "
            "with it the sweep's duration.",
            [target(f"linq_poll_pages{{{EXP}}}", legend="{{instance}}")], w=4, pid=32)
+    d.stat("Shards reporting", "Distinct shards that report (linq_exporter_shard_info), per "
+           "shard count: 1 of 1 for an unsharded exporter. Fewer than the total means a shard's "
+           "numbers are not monitored; LinqExporterShardMissing fires after 10 minutes. Sums "
+           "across shards never count a chat or a line twice: each number is exported by the "
+           "one shard that owns it.",
+           [target(f"count by (total_shards) (count by (total_shards, shard) "
+                   f"(linq_exporter_shard_info{{{EXP}}}))", legend="of {{total_shards}}")],
+           w=4, graph=False, pid=45)
 
     d.row("Sweeps")
     d.timeseries("Sweeps by result", "Sweeps per minute, by result.",
