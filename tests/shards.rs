@@ -415,3 +415,140 @@ async fn against_the_simulator_three_shards_equal_one_exporter() {
     assert!(sum_of(&single, chats_requests) >= 6.0);
     assert_eq!(shard_requests, sum_of(&single, chats_requests));
 }
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7Jxx2Oll+OE=";
+
+/// A signed (Standard Webhooks) delivery of `body` to `url`; the answer's status.
+async fn deliver(url: &str, id: &str, body: serde_json::Value) -> u16 {
+    use base64::Engine;
+    let body = body.to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(WEBHOOK_SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let sig = base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(
+        &key,
+        format!("{id}.{ts}.{body}").as_bytes(),
+    ));
+    reqwest::Client::new()
+        .post(url)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", format!("v1,{sig}"))
+        .body(body)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn message(event_type: &str, id: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({"api_version": "v3", "webhook_version": "2026-02-03", "event_type": event_type,
+        "event_id": id, "created_at": "2026-02-05T19:52:18Z", "trace_id": "t",
+        "partner_id": "p", "data": data})
+}
+
+#[tokio::test]
+async fn webhook_events_are_labelled_by_the_account_number_whichever_shard_receives_them() {
+    let api = FakeApi::start().await;
+    script_account(&api, false);
+    let from = ACCOUNT
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut shards = Vec::new();
+    for i in ["0", "1"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let exp = Exporter::start(
+            &api,
+            &[
+                "--linq.from",
+                &from,
+                "--linq.phone-numbers=false",
+                "--shard",
+                i,
+                "--total-shards",
+                "2",
+                "--linq.poll-interval",
+                "1h",
+                "--webhook.listen-address",
+                &listen,
+                "--webhook.signing-secret",
+                WEBHOOK_SECRET,
+            ],
+        )
+        .await;
+        exp.wait_polls("success", 1).await;
+        shards.push((exp, format!("http://{listen}/webhook")));
+    }
+    // +12025550102 is shard 1 of 2, +12025550101 shard 0.
+    let (theirs, mine) = ("+12025550102", "+12025550101");
+    assert_eq!(linq_exporter::config::shard::shard_of(theirs, 2), 1);
+    assert_eq!(linq_exporter::config::shard::shard_of(mine, 2), 0);
+    let owner =
+        |n: &str| json!({"chat": {"id": "x", "owner_handle": {"handle": n}}, "service": "RCS"});
+    // To shard 0: an event naming shard 1's number, one naming its own, one naming no number
+    // of the account; to shard 1: a failure carrying only the chat id of one of its chats.
+    let url0 = &shards[0].1;
+    assert_eq!(
+        deliver(url0, "e1", message("message.sent", "e1", owner(theirs))).await,
+        200
+    );
+    assert_eq!(
+        deliver(url0, "e2", message("message.sent", "e2", owner(mine))).await,
+        200
+    );
+    assert_eq!(
+        deliver(
+            url0,
+            "e3",
+            message("message.sent", "e3", owner("+19999999999"))
+        )
+        .await,
+        200
+    );
+    let failed = json!({"chat_id": format!("{theirs}-c0"), "message_id": "m", "code": 4001,
+        "reason": "r", "failed_at": "2026-01-01T00:00:00Z"});
+    assert_eq!(
+        deliver(&shards[1].1, "e4", message("message.failed", "e4", failed)).await,
+        200
+    );
+
+    let mut all = String::new();
+    for (exp, _) in &shards {
+        all.push_str(&exp.metrics().await);
+    }
+    let total = |prefix: &str| sum_of(&all, prefix);
+    assert_eq!(
+        total(&format!("linq_message_events_total{{event=\"sent\",phone_number=\"{theirs}\",service=\"RCS\"}} ")),
+        1.0
+    );
+    assert_eq!(
+        total(&format!(
+            "linq_message_events_total{{event=\"sent\",phone_number=\"{mine}\",service=\"RCS\"}} "
+        )),
+        1.0
+    );
+    assert_eq!(
+        total(
+            "linq_message_events_total{event=\"sent\",phone_number=\"unknown\",service=\"RCS\"} "
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(&format!("linq_message_failures_total{{error_code=\"4001\",phone_number=\"{theirs}\",service=\"iMessage\"}} ")),
+        1.0
+    );
+    // Every event counted exactly once across the replicas.
+    assert_eq!(total("linq_message_events_total{"), 4.0);
+    for (exp, _) in shards {
+        exp.stop().await;
+    }
+}

@@ -81,6 +81,9 @@ pub(crate) struct Poller {
     render_cpu: Arc<CpuThread>,
     /// Whether the "sweeps take longer than the interval" warning was logged (it is, once).
     warned_slow: Arc<AtomicBool>,
+    /// Every number of the last sweep's list (`--linq.from` and listed), owned by this shard or
+    /// not: the webhook receiver labels events by any of them.
+    account: Arc<Mutex<Vec<Arc<str>>>>,
 }
 
 impl Poller {
@@ -101,6 +104,7 @@ impl Poller {
             cpu: Arc::new(CpuThread::new()),
             render_cpu: Arc::new(CpuThread::named("linq-render", RENDER_NICE)),
             warned_slow: Arc::new(AtomicBool::new(false)),
+            account: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -147,6 +151,8 @@ impl Poller {
                 // Rendering 100k chats is CPU work; keep it off the threads serving scrapes.
                 let phone_numbers = self.opts.phone_numbers;
                 let sharding = self.opts.sharding;
+                let account =
+                    std::mem::take(&mut *self.account.lock().unwrap_or_else(|p| p.into_inner()));
                 let mut snapshot = snapshot;
                 let want_directory = self.state.wants_directory();
                 let want_protobuf = self.state.wants_protobuf(SystemTime::now());
@@ -157,8 +163,25 @@ impl Poller {
                         // Only for the webhook receiver: which number and service each chat is,
                         // and every number of the account (owned by this shard or not), so an
                         // event about another shard's number is still labelled by it.
-                        let directory =
-                            want_directory.then(|| ChatDirectory::from_snapshot(&snapshot));
+                        let directory = want_directory.then(|| {
+                            // The other shards' numbers join the directory as lines (the
+                            // directory's account numbers), and leave the snapshot again below.
+                            let listed = snapshot.line_types.len();
+                            if sharding.is_sharded() {
+                                let known: std::collections::HashSet<Arc<str>> =
+                                    snapshot.line_types.iter().map(|(n, _)| n.clone()).collect();
+                                let unknown: Arc<str> = Arc::from("unknown");
+                                snapshot.line_types.extend(
+                                    account
+                                        .iter()
+                                        .filter(|n| !known.contains(*n))
+                                        .map(|n| (n.clone(), unknown.clone())),
+                                );
+                            }
+                            let directory = ChatDirectory::from_snapshot(&snapshot);
+                            snapshot.line_types.truncate(listed);
+                            directory
+                        });
                         // Account-wide series (line info and reputation) only for the numbers
                         // this shard owns: summed across shards, each line counts once.
                         if sharding.is_sharded() {
@@ -362,6 +385,8 @@ impl Poller {
                     return Err(SweepError::Api(e));
                 }
             }
+            *self.account.lock().unwrap_or_else(|p| p.into_inner()) =
+                numbers.iter().map(|n| Arc::from(n.as_str())).collect();
             numbers.retain(|n| sharding.owns(n));
         }
         let walks: Arc<Vec<Option<String>>> = Arc::new(if sharding.is_sharded() {
