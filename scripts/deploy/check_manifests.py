@@ -83,6 +83,8 @@ def cli_facts():
     """Env names, long flags and defaults declared with clap in src/ (the files that use clap)."""
     src = cli_sources()
     envs = set(re.findall(r'\benv\s*=\s*"([A-Z0-9_]+)"', src))
+    # Variables read beside clap, declared as constants (the SDK's LINQ_WEBHOOK_SECRET).
+    envs |= set(re.findall(r'\bconst\s+[A-Z0-9_]+_ENV\s*:\s*&str\s*=\s*"(LINQ_[A-Z0-9_]+)"', src))
     flags = set(re.findall(r'\blong\s*=\s*"([a-z0-9.\-]+)"', src))
     defaults = {}
     # #[arg(long = "web.listen-address", env = "...", default_value = "0.0.0.0:10042")]
