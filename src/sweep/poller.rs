@@ -285,7 +285,7 @@ impl Poller {
             "sweeps take longer than --linq.poll-interval: each sweep now starts when the last one ends, \
              and /readyz and LinqExporterDataStale judge freshness by the sweep's duration. To shorten sweeps, \
              walk the account's numbers in parallel with --linq.discover-numbers and --linq.concurrency, \
-             or shard the account across exporters with --linq.from (see docs/deployment.md). Logged once."
+             or shard the account across exporters with --shard and --total-shards (see docs/deployment.md). Logged once."
         );
     }
 
