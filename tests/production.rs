@@ -124,7 +124,7 @@ async fn sweeps_longer_than_the_interval_complete_publish_and_stay_ready() {
     assert!(
         warnings[0].contains("--linq.discover-numbers")
             && warnings[0].contains("--linq.concurrency")
-            && warnings[0].contains("--linq.from"),
+            && warnings[0].contains("--shard"),
         "{}",
         warnings[0]
     );
