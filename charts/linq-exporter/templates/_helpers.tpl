@@ -58,8 +58,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The exporter's pod template, one place for the hardening, probes, resources and Secret
-  mounts of every workload the chart renders. Include it with `nindent 4` under `template:`. */}}
+{{/* The number of shards: the StatefulSet's replicas and LINQ_EXPORTER_TOTAL_SHARDS alike. */}}
+{{- define "linq-exporter.shards" -}}
+{{- $n := int .Values.sharding.shards }}
+{{- if lt $n 2 }}
+{{- fail "sharding.enabled: sharding.shards must be 2 or more" }}
+{{- end }}
+{{- $n }}
+{{- end }}
+
+{{/* The StatefulSet's headless governing Service, within the 63 characters of a DNS label. */}}
+{{- define "linq-exporter.shardsService" -}}
+{{- printf "%s-shards" (include "linq-exporter.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The exporter's pod template, shared by the Deployment and (sharding.enabled) the
+  StatefulSet: one place for the hardening, probes, resources and Secret mounts. Under sharding
+  it adds the shard variables. Include it with `nindent 4` under `template:`. */}}
 {{- define "linq-exporter.podTemplate" -}}
 metadata:
   labels:
@@ -112,6 +127,23 @@ spec:
         {{- with .Values.fromNumbers }}
         - name: LINQ_EXPORTER_FROM
           value: {{ join "," . | quote }}
+        {{- end }}
+        {{- if .Values.sharding.enabled }}
+        {{- if not .Values.fromNumbers }}
+        # Sharding splits a list of numbers: here every number GET /v3/phone_numbers lists (with
+        # fromNumbers set, that list, given whole to every pod; each keeps its part).
+        - name: LINQ_EXPORTER_DISCOVER_NUMBERS
+          value: "true"
+        {{- end }}
+        # This pod's shard: its ordinal (<release>-0 is shard 0), which the StatefulSet controller
+        # puts in the pod label apps.kubernetes.io/pod-index (Kubernetes >= 1.28).
+        - name: LINQ_EXPORTER_SHARD
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+        # The StatefulSet's replicas: both come from sharding.shards, so they cannot differ.
+        - name: LINQ_EXPORTER_TOTAL_SHARDS
+          value: {{ include "linq-exporter.shards" . | quote }}
         {{- end }}
         {{- if .Values.webhook.enabled }}
         - name: LINQ_EXPORTER_WEBHOOK_LISTEN_ADDRESS
