@@ -9,6 +9,12 @@ Helm v4's Go SDK; no helm binary), then checks what it renders:
   - parity with the kustomize manifests (`kubectl kustomize deploy/kubernetes/standalone` and the
     standalone-webhook example): pod and container securityContext, probes, args, env, ports,
     resources and the Secret mounts;
+  - the sharded mode (sharding.enabled): lint --strict and kubernetes-validate --strict; a
+    StatefulSet and no Deployment; LINQ_EXPORTER_SHARD from the pod-index label (downward API),
+    LINQ_EXPORTER_TOTAL_SHARDS equal to the replicas, numbers to split; a headless governing
+    Service; the ServiceMonitor scrapes every pod through the metrics Service only; the same
+    parity with the kustomize examples sharded-statefulset(-webhook), plus replicas and the
+    StatefulSet's update settings;
   - the API key and the webhook secret reach the pod only as mounted files, never as an env value;
   - the PrometheusRule carries exactly the groups of deploy/prometheus/*.yaml, the dashboard
     ConfigMaps exactly dashboards/*.json, labelled for the Grafana sidecar;
@@ -36,6 +42,10 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
+POD_INDEX_FIELD = "metadata.labels['apps.kubernetes.io/pod-index']"
+# The kustomize sharded examples (from the sharding branch: deploy/kubernetes/sharded/ and these).
+KUST_SHARDED = "deploy/kubernetes/examples/sharded-statefulset"
+KUST_SHARDED_WEBHOOK = "deploy/kubernetes/examples/sharded-statefulset-webhook"
 KEY = "lk_test_DO_NOT_LEAK_0123456789"
 SIGNING = "whsec_dGVzdHNpZ25pbmdzZWNyZXQ="
 
@@ -51,7 +61,14 @@ TOGGLES = {
                    "dashboards": {"enabled": True}, "webhook": {"enabled": True},
                    "networkPolicy": {"enabled": True}, "apiKey": {"value": KEY},
                    "fromNumbers": ["+12025550101"], "extraArgs": ["--linq.chat-metrics=aggregate"]},
+    "sharding": {"sharding": {"enabled": True}},
+    "sharding+webhook": {"sharding": {"enabled": True}, "webhook": {"enabled": True},
+                         "serviceMonitor": {"enabled": True}, "networkPolicy": {"enabled": True}},
+    "sharding+fromNumbers": {"sharding": {"enabled": True, "shards": 5}, "apiKey": {"value": KEY},
+                             "fromNumbers": ["+12025550101", "+12025550102"]},
 }
+SHARDED_EVERYTHING = {**TOGGLES["everything"], "sharding": {"enabled": True, "shards": 4}}
+TOGGLES["sharding+everything"] = SHARDED_EVERYTHING
 
 
 def render(chart, values, name="linq-exporter", namespace="monitoring"):
@@ -78,14 +95,15 @@ def one(objs, kind):
 
 
 def exporter(objs):
-    dep = one(objs, "Deployment")
+    """The exporter's workload (the Deployment, or sharded the StatefulSet), its pod and container."""
+    dep = one(objs, "Deployment") or one(objs, "StatefulSet")
     pod = dep["spec"]["template"]["spec"]
     return dep, pod, next(c for c in pod["containers"] if c["name"] == "linq-exporter")
 
 
-def parity(ck, label, chart_objs, kust_objs):
+def parity(ck, label, chart_objs, kust_objs, kind="Deployment"):
     _, hpod, hc = exporter(chart_objs)
-    kdep = next(o for o in kust_objs if o["kind"] == "Deployment")
+    kdep = next(o for o in kust_objs if o["kind"] == kind)
     kpod = kdep["spec"]["template"]["spec"]
     kc = next(c for c in kpod["containers"] if c["name"] == "linq-exporter")
     def norm(v):  # lists of named objects (ports, mounts) compare in any order
@@ -98,8 +116,8 @@ def parity(ck, label, chart_objs, kust_objs):
                  f"chart {json.dumps(hc.get(field))} != kustomize {json.dumps(kc.get(field))}")
     ck.check(f"{label}: args equal kustomize's", hc.get("args") == kc.get("args"),
              f"{hc.get('args')} != {kc.get('args')}")
-    henv = {e["name"]: e.get("value") for e in hc.get("env", [])}
-    kenv = {e["name"]: e.get("value") for e in kc.get("env", [])}
+    henv = {e["name"]: e.get("value", e.get("valueFrom")) for e in hc.get("env", [])}
+    kenv = {e["name"]: e.get("value", e.get("valueFrom")) for e in kc.get("env", [])}
     ck.check(f"{label}: env equals kustomize's", henv == kenv, f"{henv} != {kenv}")
     for field in ("securityContext", "automountServiceAccountToken", "enableServiceLinks"):
         ck.check(f"{label}: pod {field} equals kustomize's", hpod.get(field) == kpod.get(field),
@@ -107,9 +125,72 @@ def parity(ck, label, chart_objs, kust_objs):
     hvol = {v["name"]: {k: v["secret"][k] for k in ("defaultMode", "items")} for v in hpod["volumes"]}
     kvol = {v["name"]: {k: v["secret"][k] for k in ("defaultMode", "items")} for v in kpod["volumes"]}
     ck.check(f"{label}: Secret volumes (mode, items) equal kustomize's", hvol == kvol, f"{hvol} != {kvol}")
-    ck.check(f"{label}: one replica, Recreate, as kustomize",
-             chart_objs[0] is not None and one(chart_objs, "Deployment")["spec"]["replicas"] == kdep["spec"]["replicas"] == 1
-             and one(chart_objs, "Deployment")["spec"]["strategy"]["type"] == kdep["spec"]["strategy"]["type"])
+    if kind == "Deployment":
+        ck.check(f"{label}: one replica, Recreate, as kustomize",
+                 chart_objs[0] is not None and one(chart_objs, "Deployment")["spec"]["replicas"] == kdep["spec"]["replicas"] == 1
+                 and one(chart_objs, "Deployment")["spec"]["strategy"]["type"] == kdep["spec"]["strategy"]["type"])
+        return
+    hsts = one(chart_objs, "StatefulSet")
+    for field in ("replicas", "podManagementPolicy", "updateStrategy", "revisionHistoryLimit"):
+        ck.check(f"{label}: StatefulSet {field} equals kustomize's",
+                 hsts is not None and hsts["spec"].get(field) == kdep["spec"].get(field),
+                 f"{hsts and hsts['spec'].get(field)} != {kdep['spec'].get(field)}")
+
+
+def sharded(ck, label, objs, shards, from_numbers=None):
+    """The sharded mode's objects: what makes each pod a distinct shard of the same total, and each
+    pod a scrape target of its own."""
+    kinds = sorted(o["kind"] for o in objs)
+    sts = one(objs, "StatefulSet")
+    ck.check(f"{label}: a StatefulSet and no Deployment ({', '.join(kinds)})",
+             sts is not None and "Deployment" not in kinds)
+    if sts is None:
+        return
+    spec = sts["spec"]
+    ck.check(f"{label}: replicas = sharding.shards ({shards})", spec.get("replicas") == shards,
+             str(spec.get("replicas")))
+    c = next(c for c in spec["template"]["spec"]["containers"] if c["name"] == "linq-exporter")
+    env = {e["name"]: e for e in c.get("env", [])}
+    shard = env.get("LINQ_EXPORTER_SHARD", {})
+    ck.check(f"{label}: LINQ_EXPORTER_SHARD is the fieldRef {POD_INDEX_FIELD}, nothing else",
+             shard.get("valueFrom") == {"fieldRef": {"fieldPath": POD_INDEX_FIELD}} and "value" not in shard,
+             json.dumps(shard))
+    total = env.get("LINQ_EXPORTER_TOTAL_SHARDS", {}).get("value")
+    ck.check(f"{label}: LINQ_EXPORTER_TOTAL_SHARDS equals the replicas ({spec.get('replicas')})",
+             total == str(spec.get("replicas")), f"{total!r}")
+    discover = env.get("LINQ_EXPORTER_DISCOVER_NUMBERS", {}).get("value")
+    if from_numbers:
+        ck.check(f"{label}: every pod gets the whole fromNumbers list, no discovery",
+                 env.get("LINQ_EXPORTER_FROM", {}).get("value") == ",".join(from_numbers) and discover is None,
+                 json.dumps([env.get("LINQ_EXPORTER_FROM"), discover]))
+    else:
+        ck.check(f"{label}: numbers to split: LINQ_EXPORTER_DISCOVER_NUMBERS=true",
+                 discover == "true" and "LINQ_EXPORTER_FROM" not in env, json.dumps(discover))
+    ck.check(f"{label}: podManagementPolicy Parallel (shards start and restart together)",
+             spec.get("podManagementPolicy") == "Parallel")
+    pod_labels = spec["template"]["metadata"]["labels"]
+    def selects(selector):
+        return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
+    ck.check(f"{label}: the StatefulSet's selector matches its pod labels", selects(spec["selector"]["matchLabels"]))
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    gov = services.get(spec.get("serviceName"))
+    ck.check(f"{label}: serviceName {spec.get('serviceName')} is a headless Service of the release selecting the pods",
+             gov is not None and gov["spec"].get("clusterIP") == "None" and selects(gov["spec"].get("selector")),
+             json.dumps(gov and gov["spec"]))
+    metrics = [s for s in services.values() if s["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics"]
+    ck.check(f"{label}: one metrics Service, selecting every shard's pod, with port metrics",
+             len(metrics) == 1 and selects(metrics[0]["spec"].get("selector"))
+             and any(p["name"] == "metrics" and p["targetPort"] == "metrics" for p in metrics[0]["spec"]["ports"]),
+             json.dumps([s["metadata"]["name"] for s in metrics]))
+    sm = one(objs, "ServiceMonitor")
+    if sm is not None:
+        sel = sm["spec"]["selector"]["matchLabels"]
+        hit = [n for n, s in services.items() if all(s["metadata"]["labels"].get(k) == v for k, v in sel.items())]
+        ck.check(f"{label}: the ServiceMonitor selects the metrics Service only (each pod one target, "
+                 f"job linq-exporter)", hit == [m["metadata"]["name"] for m in metrics]
+                 and sm["spec"]["endpoints"][0]["port"] == "metrics"
+                 and {"action": "replace", "targetLabel": "job", "replacement": "linq-exporter"}
+                 in sm["spec"]["endpoints"][0].get("relabelings", []), str(hit))
 
 
 def validate(ck, label, objs):
@@ -141,7 +222,11 @@ def validate(ck, label, objs):
 def no_secret_in_env(ck, label, out, objs):
     _, _, c = exporter(objs)
     env = c.get("env", [])
-    bad = [e["name"] for e in env if "valueFrom" in e or KEY in str(e.get("value")) or SIGNING in str(e.get("value"))]
+    # The one valueFrom allowed: the shard, from the pod-index label (downward API, no Secret).
+    shard_ref = {"fieldRef": {"fieldPath": POD_INDEX_FIELD}}
+    bad = [e["name"] for e in env
+           if ("valueFrom" in e and not (e["name"] == "LINQ_EXPORTER_SHARD" and e["valueFrom"] == shard_ref))
+           or KEY in str(e.get("value")) or SIGNING in str(e.get("value"))]
     ck.check(f"{label}: no secret in env (values or valueFrom)", not bad, str(bad))
     files = {e["name"]: e["value"] for e in env if e["name"].endswith("_FILE")}
     ck.check(f"{label}: the API key is a mounted file",
@@ -169,6 +254,9 @@ def main():
         lint = hc.lint(CHART, TOGGLES["everything"], strict=True, kube_version=f"v{kv}")
         ck.check(f"helm lint --strict with every toggle on, Kubernetes {kv}",
                  not lint.get("messages") and not lint.get("errors"), json.dumps(lint))
+        lint = hc.lint(CHART, SHARDED_EVERYTHING, strict=True, kube_version=f"v{kv}")
+        ck.check(f"helm lint --strict sharded with every toggle on, Kubernetes {kv}",
+                 not lint.get("messages") and not lint.get("errors"), json.dumps(lint))
 
     chart = hc.Chart.load(CHART)
     with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
@@ -181,6 +269,12 @@ def main():
 
     kust = kustomize("deploy/kubernetes/standalone")
     kust_webhook = kustomize("deploy/kubernetes/examples/standalone-webhook")
+    kust_sharded, kust_sharded_webhook = None, None
+    try:
+        kust_sharded = kustomize(KUST_SHARDED)
+        kust_sharded_webhook = kustomize(KUST_SHARDED_WEBHOOK)
+    except subprocess.CalledProcessError as e:
+        ck.check(f"kubectl kustomize {KUST_SHARDED}(-webhook)", False, e.stderr[-500:])
     rendered = {}
     for label, values in TOGGLES.items():
         try:
@@ -205,6 +299,17 @@ def main():
         _, pod, _ = exporter(objs)
         ck.check("defaults: mounts the existing Secret linq-api-key (the kustomize name)",
                  pod["volumes"][0]["secret"]["secretName"] == "linq-api-key")
+    for label, shards, from_numbers in (("sharding", 3, None), ("sharding+webhook", 3, None),
+                                        ("sharding+fromNumbers", 5, TOGGLES["sharding+fromNumbers"]["fromNumbers"]),
+                                        ("sharding+everything", 4, SHARDED_EVERYTHING["fromNumbers"])):
+        if label in rendered:
+            sharded(ck, label, rendered[label][1], shards, from_numbers)
+    if "sharding" in rendered and kust_sharded:
+        parity(ck, f"sharding vs {KUST_SHARDED}", rendered["sharding"][1], kust_sharded, "StatefulSet")
+    if "sharding+webhook" in rendered and kust_sharded_webhook:
+        # Parity of the exporter only: the chart's NetworkPolicy and ServiceMonitor are its own.
+        parity(ck, f"sharding+webhook vs {KUST_SHARDED_WEBHOOK}", rendered["sharding+webhook"][1],
+               kust_sharded_webhook, "StatefulSet")
     if "webhook" in rendered:
         _, objs = rendered["webhook"]
         parity(ck, "webhook vs examples/standalone-webhook", objs, kust_webhook)
@@ -266,6 +371,11 @@ def main():
         "serviceMonitor.enabled as a string": {"serviceMonitor": {"enabled": "yes"}},
         "webhook.port out of range": {"webhook": {"port": 70000}},
         "an unknown key": {"replicas": 2},
+        "sharding.enabled as a string": {"sharding": {"enabled": "yes"}},
+        "sharding.shards as a string": {"sharding": {"enabled": True, "shards": "3"}},
+        "sharding.shards as a fraction": {"sharding": {"enabled": True, "shards": 2.5}},
+        "sharding.shards of 1": {"sharding": {"enabled": True, "shards": 1}},
+        "an unknown key under sharding": {"sharding": {"enabled": True, "replicas": 3}},
         "an API key in extraEnv": {"extraEnv": [{"name": "LINQ_API_V3_API_KEY", "value": "x"}]},
     }.items():
         try:
