@@ -40,6 +40,7 @@ suite "helm chart (lint, render, validate, kustomize parity)" python3 scripts/re
 suite "supply chain (cargo-deny, SBOM, archive, workflows)" bash scripts/release/supply-chain.sh
 suite "aarch64 cross build, run under qemu" bash scripts/release/cross-aarch64.sh
 [ -f bench/run.sh ] && suite "benchmark (smoke)" bash bench/run.sh --smoke
+suite "scale-out: one exporter and 4 shards over one account (smoke)" bash bench/scale-out.sh --smoke
 [ -f scripts/browser-test.sh ] && suite "status page in chromium" bash scripts/browser-test.sh
 # The fuzz target is not built with its instrumentation here (10 minutes); this keeps it compiling.
 [ -f scripts/fuzz.sh ] && suite "fuzz target compiles" bash scripts/fuzz.sh --check
