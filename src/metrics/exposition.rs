@@ -96,6 +96,10 @@ const GZIP_LEVEL: u32 = 2;
 /// allocator size class: a few bytes more would round up to the next class, 25% larger).
 const CHUNK: usize = 256 * 1024;
 
+/// The cached gzip form is cut into chunks of about this size: a 10 MB body goes out in ten
+/// frames rather than two hundred (each frame is a write for the server).
+const GZIP_CHUNK: usize = 1024 * 1024;
+
 /// A chunk is cut once fewer than this many bytes are left in it, so that the next sample
 /// still fits (a longer one only makes its chunk grow).
 const LINE_ROOM: usize = 4096;
@@ -126,6 +130,8 @@ struct Writer {
     series: usize,
     text: Vec<Bytes>,
     gzip: Vec<Bytes>,
+    /// Compressed bytes not yet cut into a gzip chunk.
+    gz_pending: Vec<u8>,
     compress: Compress,
     crc: crc32fast::Hasher,
     len: usize,
@@ -141,6 +147,7 @@ impl Writer {
             series: 0,
             text: Vec::new(),
             gzip: vec![Bytes::from_static(&GZIP_HEADER)],
+            gz_pending: Vec::with_capacity(GZIP_CHUNK + CHUNK / 2),
             compress: Compress::new(Compression::new(GZIP_LEVEL), false),
             crc: crc32fast::Hasher::new(),
             len: 0,
@@ -158,9 +165,12 @@ impl Writer {
         } else {
             FlushCompress::None
         };
-        let mut z = Vec::with_capacity(chunk.len() / 4 + 64);
-        deflate_into(&mut self.compress, &chunk, &mut z, flush);
-        if !z.is_empty() {
+        deflate_into(&mut self.compress, &chunk, &mut self.gz_pending, flush);
+        if self.gz_pending.len() >= GZIP_CHUNK || (force && !self.gz_pending.is_empty()) {
+            let mut z = std::mem::replace(
+                &mut self.gz_pending,
+                Vec::with_capacity(if force { 0 } else { GZIP_CHUNK + CHUNK / 2 }),
+            );
             z.shrink_to_fit();
             self.gzip.push(Bytes::from(z));
         }
