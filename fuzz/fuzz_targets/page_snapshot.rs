@@ -23,7 +23,9 @@ use linq_exporter::api::decode::decode_chats_page;
 use linq_exporter::api::models::{error_code, ChatsPage, PhoneNumbersPage};
 use linq_exporter::api::pagination::CursorWalk;
 use linq_exporter::config::ChatMetrics;
-use linq_exporter::metrics::exposition::{render_snapshot, RenderOptions};
+use linq_exporter::metrics::exposition::{
+    render_snapshot, render_snapshot_cached, Encoding, RenderOptions,
+};
 use linq_exporter::metrics::snapshot::SnapshotBuilder;
 use linq_exporter::sweep::state::{AppState, Published};
 use linq_exporter::telemetry::SelfMetrics;
@@ -73,6 +75,11 @@ fn check_rendered(rendered: &linq_exporter::metrics::exposition::Rendered) {
         text.is_empty() || text.ends_with('\n'),
         "exposition does not end with a newline"
     );
+    check_gzip(rendered);
+}
+
+/// The gzip form (with a live tail) inflates to the plain bytes, cached or released.
+fn check_gzip(rendered: &linq_exporter::metrics::exposition::Rendered) {
     for tail in [&b""[..], b"x", b"linq_up 1\n"] {
         let gz = join(rendered.gzip_with_tail(tail));
         let mut plain = Vec::new();
@@ -209,16 +216,29 @@ fuzz_target!(|data: &[u8]| {
             let rendered = render_snapshot(&snap, &opts);
             check_rendered(&rendered);
             let _ = rendered.gzip_with_tail(b"x");
-            last = Some(rendered);
+            // The protobuf form, and each form cached as gzip only: the same bytes come back.
+            let protobuf = render_snapshot_cached(&snap, &opts, Encoding::Protobuf, true);
+            check_gzip(&protobuf);
+            assert_eq!(protobuf.series, rendered.series, "protobuf series");
+            for (encoding, full) in [(Encoding::Text, &rendered), (Encoding::Protobuf, &protobuf)] {
+                let lean = render_snapshot_cached(&snap, &opts, encoding, false);
+                assert!(!lean.has_text());
+                assert!(
+                    lean.text() == full.text(),
+                    "gzip-only form inflates to the plain bytes"
+                );
+            }
+            last = Some((rendered, protobuf));
         }
     }
 
     // The summary and the status page built from it.
     let summary = snap.summary();
     let state = state();
-    if let Some(rendered) = last {
+    if let Some((rendered, protobuf)) = last {
         state.publish(Published {
             rendered,
+            protobuf: Some(protobuf),
             summary,
             completed_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000),
         });
