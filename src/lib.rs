@@ -140,6 +140,9 @@ async fn build(config: &Config) -> Result<Parts, RunError> {
         config.ready_max_age,
         config.telemetry_path.clone(),
     ));
+    if config.protobuf_always {
+        state.protobuf_always();
+    }
     let startup_delay = if config.startup_jitter.is_zero() {
         Duration::ZERO
     } else {

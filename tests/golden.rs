@@ -83,3 +83,49 @@ async fn exposition_matches_the_golden_file() {
         );
     }
 }
+
+#[allow(dead_code, missing_docs)]
+mod metrics_proto {
+    include!("common/metrics_proto.rs");
+}
+
+/// `--web.protobuf-always`: the first sweep renders the protobuf form, so the first protobuf
+/// scrape after it gets protobuf (by default it would get text until the next sweep).
+#[tokio::test]
+async fn protobuf_always_serves_protobuf_from_the_first_sweep() {
+    let api = FakeApi::start().await;
+    api.chats(None, vec![Reply::raw(200, PAGE1)]);
+    api.chats(Some("b3BhcXVlOjI="), vec![Reply::raw(200, PAGE2)]);
+    api.phone_numbers(vec![Reply::json(serde_json::json!({"phone_numbers": []}))]);
+    let exp = Exporter::start(
+        &api,
+        &[
+            "--linq.page-size",
+            "4",
+            "--linq.poll-interval",
+            "1h",
+            "--web.protobuf-always",
+        ],
+    )
+    .await;
+    let text = exp.wait_polls("success", 1).await;
+    let (ct, body) = exp
+        .metrics_as("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+        .await;
+    exp.stop().await;
+    assert!(ct.starts_with("application/vnd.google.protobuf"), "{ct}");
+    let families = metrics_proto::decode_families(&body);
+    let chats = families.iter().find(|f| f.name() == "linq_chats").unwrap();
+    let total: f64 = chats
+        .metric
+        .iter()
+        .map(|m| m.gauge.as_ref().and_then(|g| g.value).unwrap_or(0.0))
+        .sum();
+    let text_total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("linq_chats{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, text_total);
+    assert_eq!(total, 6.0);
+}

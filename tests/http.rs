@@ -329,6 +329,11 @@ async fn protobuf_once_rendered_and_text_until_then() {
     );
     assert!(s.wants_protobuf(SystemTime::now()));
     assert!(!s.wants_protobuf(SystemTime::now() + Duration::from_secs(16 * 60)));
+    // --web.protobuf-always: wanted from the start and for good, whatever scrapes come.
+    let always = state();
+    always.protobuf_always();
+    always.protobuf_asked(SystemTime::now());
+    assert!(always.wants_protobuf(SystemTime::now() + Duration::from_secs(365 * 86_400)));
 
     publish_as(&s, PAGE, false, SystemTime::now(), true);
     for gzip in [false, true] {

@@ -159,12 +159,14 @@ def le_override(values, color):
 
 
 def quantile(q, metric, by, selector, window):
-    """The q-quantile of a histogram, from its classic buckets or (when Prometheus ingests it as a
-    native histogram, which has no _bucket series) from the native series: the two halves never
-    both return a series with the same labels, so `or` keeps whichever exists."""
-    return (f"histogram_quantile({q}, sum by (le, {by}) "
-            f"(rate({metric}_bucket{{{selector}}}[{window}]))) or "
-            f"histogram_quantile({q}, sum by ({by}) (rate({metric}{{{selector}}}[{window}])))")
+    """The q-quantile of a histogram, from its native series (Prometheus ingesting it as a native
+    histogram, which has no _bucket series) or else its classic buckets. Native first: when a
+    Prometheus switches to native ingestion (turning the feature on, or the exporter's first
+    interval after a restart, served classic until its protobuf form is rendered) the stale
+    classic buckets stay in the window, and `or` keeps its left side for the same labels."""
+    return (f"histogram_quantile({q}, sum by ({by}) (rate({metric}{{{selector}}}[{window}]))) or "
+            f"histogram_quantile({q}, sum by (le, {by}) "
+            f"(rate({metric}_bucket{{{selector}}}[{window}])))")
 
 
 def green_only():

@@ -175,6 +175,10 @@ pub struct Cli {
     )]
     pub listen_address: ListenAddress,
 
+    /// Render the protobuf form at every sweep, from the first (for a Prometheus with native histograms); by default it is rendered only while protobuf scrapes come.
+    #[arg(long = "web.protobuf-always", env = "LINQ_EXPORTER_PROTOBUF_ALWAYS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub protobuf_always: bool,
+
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",

@@ -222,6 +222,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     /// Metrics path.
     pub telemetry_path: String,
+    /// `--web.protobuf-always`: render the protobuf form at every sweep.
+    pub protobuf_always: bool,
     /// `--web.config.file`.
     pub web_config_file: Option<PathBuf>,
     /// How often the web config is checked for changes.
@@ -517,6 +519,7 @@ impl TryFrom<&Cli> for Config {
             chat_display_name: cli.chat_display_name,
             listen_address: cli.listen_address.0,
             telemetry_path: cli.telemetry_path.0.clone(),
+            protobuf_always: cli.protobuf_always,
             web_config_file: cli.web_config_file.clone(),
             web_config_reload_interval: cli
                 .web_config_reload_interval

@@ -37,7 +37,8 @@ fn unix_secs(t: SystemTime) -> u64 {
 /// Whether `asked` (Unix seconds, 0 for never) lies within [`PROTOBUF_WANTED_FOR`] of `now`.
 fn recently(asked: &AtomicU64, now: SystemTime) -> bool {
     let asked = asked.load(Ordering::Relaxed);
-    asked > 0 && unix_secs(now).saturating_sub(asked) <= PROTOBUF_WANTED_FOR.as_secs()
+    asked == u64::MAX
+        || (asked > 0 && unix_secs(now).saturating_sub(asked) <= PROTOBUF_WANTED_FOR.as_secs())
 }
 
 /// How the last sweep ended.
@@ -160,8 +161,14 @@ impl AppState {
 
     /// Records that a scrape preferred protobuf at `now`: sweeps render that form from now on.
     pub fn protobuf_asked(&self, now: SystemTime) {
+        // fetch_max: a later ask never moves it back, and `--web.protobuf-always` stays.
         self.protobuf_asked_at
-            .store(unix_secs(now).max(1), Ordering::Relaxed);
+            .fetch_max(unix_secs(now).max(1), Ordering::Relaxed);
+    }
+
+    /// `--web.protobuf-always`: every sweep renders the protobuf form, from the first.
+    pub fn protobuf_always(&self) {
+        self.protobuf_asked_at.store(u64::MAX, Ordering::Relaxed);
     }
 
     /// Whether a sweep ending at `now` renders the protobuf form: only while scrapes ask for it,
